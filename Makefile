@@ -1,0 +1,41 @@
+# nerfstudio-humanfeat: `make demo` and `make test` work from a fresh clone (they create .venv/ first).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.humanfeat-installed
+DEMO_DATA ?= data/synth-demo
+DEMO_OUT ?= outputs/demo
+DEMO_STEPS ?= 600
+METHOD ?= ghnerf
+
+.PHONY: install test lint demo demo-data bench clean-demo
+
+install: $(STAMP)
+
+# Re-installs only when the package metadata changes; code is picked up through the editable install.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $@
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+lint: install
+	$(BIN)/ruff check nerfstudio_humanfeat tests
+	$(BIN)/ruff format --check nerfstudio_humanfeat tests
+
+demo-data: install
+	@test -f $(DEMO_DATA)/splits.json || $(BIN)/ns-humanfeat-synth --preset demo --output-dir $(DEMO_DATA)
+	$(BIN)/ns-humanfeat-inspect --data $(DEMO_DATA)
+
+demo: demo-data
+	bash scripts/demo.sh $(METHOD) $(DEMO_DATA) $(DEMO_OUT) $(DEMO_STEPS)
+
+bench: install
+	$(BIN)/python benchmarks/bench_speed.py
+
+clean-demo:
+	rm -rf $(DEMO_DATA) $(DEMO_OUT)

@@ -1,0 +1,243 @@
+"""The generalizable data manager: each batch is one target view of one (subject, frame) plus its source views.
+
+Rays carry everything a model needs to condition itself (in ``RayBundle.metadata``): the frame key, the
+target camera, the target pixel and the chosen source cameras. Full-image evaluation hands out nerfstudio
+``Cameras`` whose metadata holds the frame key; the model then picks the nearest source views itself.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Dict, Iterator, List, Literal, Tuple, Type, Union
+
+import torch
+
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio_humanfeat.data.catalog import HumanCatalog
+from nerfstudio_humanfeat.data.datasets.human_dataset import HumanViewDataset
+from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocapDataParserConfig
+from nerfstudio_humanfeat.data.ray_sampling import sample_patches, sample_view_pixels
+from nerfstudio_humanfeat.keypoints import heatmap_targets
+from nerfstudio_humanfeat.metrics import enerf_bbox_mask
+
+
+@dataclass
+class HumanDataManagerConfig(DataManagerConfig):
+    """Target-view batches with source views for generalizable human NeRFs."""
+
+    _target: Type = field(default_factory=lambda: HumanDataManager)
+    dataparser: ZJUMocapDataParserConfig = field(default_factory=ZJUMocapDataParserConfig)
+    train_num_rays_per_batch: int = 1024
+    """Rays per training step (one target view per step), patches included."""
+    eval_num_rays_per_batch: int = 1024
+    foreground_ratio: float = 0.75
+    """Share of the rays drawn on the foreground mask; the rest anywhere in the subject's box mask."""
+    num_patches: int = 0
+    """Square patches per step for the perceptual loss (ENeRF: 4 of 64x64 at 512 px); 0 disables them."""
+    patch_size: int = 32
+    train_num_source_views: Tuple[int, int] = (2, 3)
+    """Source views per training step, drawn uniformly in [min, max] (ENeRF/GHNeRF: 2-3)."""
+    heatmap_sigma: float = 3.0
+    """Standard deviation of the Gaussian joint heatmap targets, in output pixels."""
+    box_padding: float = 0.1
+    """Padding (m) of the SMPL box whose projection bounds where rays are sampled (ENeRF: 0.1)."""
+    seed: int = 42
+
+
+class FixedViewLoader:
+    """Iterates (camera, batch) over a fixed list of dataset views, as ns-eval expects."""
+
+    def __init__(self, manager: "HumanDataManager", dataset: HumanViewDataset, indices: List[int]):
+        self.manager, self.dataset, self.indices = manager, dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[Tuple[Cameras, Dict]]:
+        for index in self.indices:
+            yield self.manager.image_batch(self.dataset, index)
+
+
+class HumanDataManager(DataManager):
+    """Samples (subject, frame, target camera) per step; every rank draws from its own subjects."""
+
+    config: HumanDataManagerConfig
+    train_dataset: HumanViewDataset
+    eval_dataset: HumanViewDataset
+
+    def __init__(
+        self,
+        config: HumanDataManagerConfig,
+        device: Union[torch.device, str] = "cpu",
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        **kwargs,
+    ):
+        self.config = config
+        self.device = device
+        self.world_size = world_size
+        self.local_rank = local_rank
+        self.test_mode = test_mode
+        self.includes_time = True
+        if config.data is not None:
+            config.dataparser.data = config.data
+        self.dataparser = config.dataparser.setup()
+        self.train_dataparser_outputs = self.dataparser.get_dataparser_outputs(split="train")
+        eval_split = "val" if test_mode == "val" else "test"
+        self.train_dataset = HumanViewDataset(self.train_dataparser_outputs)
+        self.eval_dataset = HumanViewDataset(self.dataparser.get_dataparser_outputs(split=eval_split))
+        self._rng = random.Random(config.seed + local_rank)
+        self._torch_rng = torch.Generator().manual_seed(config.seed + local_rank)
+        super().__init__()
+
+    @property
+    def catalog(self) -> HumanCatalog:
+        return self.train_dataset.catalog
+
+    def setup_train(self) -> None:
+        views = self.train_dataset.views
+        subjects = sorted({self.catalog.frame_keys[fk][0] for fk, _ in views})
+        mine = set(subjects[self.local_rank :: self.world_size]) if self.world_size > 1 else set(subjects)
+        self.train_indices = [i for i, (fk, _) in enumerate(views) if self.catalog.frame_keys[fk][0] in mine]
+        if not self.train_indices:
+            raise ValueError(f"rank {self.local_rank} of {self.world_size} has no training subject ({subjects})")
+        CONSOLE.print(
+            f"[bold]humanfeat[/bold]: {len(self.train_indices)} training views from {len(mine)} subjects; "
+            f"{len(self.eval_dataset)} evaluation views"
+        )
+
+    def setup_eval(self) -> None:
+        if len(self.eval_dataset) == 0:
+            raise ValueError("no evaluation views: the split has no test subject with target cameras")
+
+    @cached_property
+    def fixed_indices_eval_dataloader(self) -> FixedViewLoader:
+        return FixedViewLoader(self, self.eval_dataset, list(range(len(self.eval_dataset))))
+
+    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+        self.train_count += 1
+        index = self._rng.choice(self.train_indices)
+        num_sources = self._rng.randint(*self.config.train_num_source_views)
+        return self.ray_batch(self.train_dataset, index, self.config.train_num_rays_per_batch, num_sources)
+
+    def next_eval(self, step: int) -> Tuple[RayBundle, Dict]:
+        self.eval_count += 1
+        index = self._rng.randrange(len(self.eval_dataset))
+        num_sources = self.config.train_num_source_views[0]
+        return self.ray_batch(self.eval_dataset, index, self.config.eval_num_rays_per_batch, num_sources)
+
+    def next_eval_image(self, step: int) -> Tuple[Cameras, Dict]:
+        self.eval_count += 1
+        return self.image_batch(self.eval_dataset, self._rng.randrange(len(self.eval_dataset)))
+
+    def get_train_rays_per_batch(self) -> int:
+        return self.config.train_num_rays_per_batch
+
+    def get_eval_rays_per_batch(self) -> int:
+        return self.config.eval_num_rays_per_batch
+
+    def get_datapath(self):
+        return self.config.dataparser.data
+
+    def get_param_groups(self) -> Dict[str, List[torch.nn.Parameter]]:
+        return {}
+
+    def box_mask(self, frame_key: int, camera: int) -> torch.Tensor:
+        """Pixels of a view inside the projection of the frame's padded SMPL box."""
+        rig = self.catalog.subject(frame_key).rig
+        return enerf_bbox_mask(
+            self.catalog.frame(frame_key).bbox,
+            rig.intrinsics[camera],
+            rig.world_to_camera[camera],
+            rig.height,
+            rig.width,
+            padding=self.config.box_padding,
+        )
+
+    def ray_batch(
+        self, dataset: HumanViewDataset, index: int, num_rays: int, num_sources: int
+    ) -> Tuple[RayBundle, Dict]:
+        """Rays of one target view (patches first, row-major), their targets, and the chosen source cameras."""
+        frame_key, camera = dataset.views[index]
+        view = self.catalog.load_view(frame_key, camera)
+        box = self.box_mask(frame_key, camera)
+        patches = self.config.num_patches if dataset is self.train_dataset else 0
+        parts = []
+        if patches > 0:
+            parts.append(sample_patches(box, patches, self.config.patch_size, self._torch_rng).reshape(-1, 2))
+        num_free = num_rays - sum(p.shape[0] for p in parts)
+        if num_free > 0:
+            parts.append(sample_view_pixels(box, view.mask, num_free, self.config.foreground_ratio, self._torch_rng))
+        yx = torch.cat(parts, dim=0)
+        sources = self.catalog.nearest_cameras(
+            frame_key, self.catalog.subject(frame_key).rig.camera_to_world[camera], num_sources, exclude=[camera]
+        )
+        coords = yx.float() + 0.5
+        indices = torch.full((yx.shape[0], 1), index, dtype=torch.long)
+        ray_bundle = dataset.cameras.generate_rays(camera_indices=indices, coords=coords)
+        ray_bundle.metadata.update(
+            {
+                "frame_key": torch.full((yx.shape[0], 1), frame_key, dtype=torch.long),
+                "target_camera": torch.full((yx.shape[0], 1), camera, dtype=torch.long),
+                "source_cameras": torch.tensor(sources, dtype=torch.long).expand(yx.shape[0], -1),
+                "pixels": coords.flip(-1),
+            }
+        )
+        y, x = yx[:, 0], yx[:, 1]
+        batch = {
+            "image": view.image[y, x],
+            "foreground": view.mask[y, x, None].float(),
+            "num_patches": patches,
+            "patch_size": self.config.patch_size,
+            "frame_key": frame_key,
+            "target_camera": camera,
+        }
+        batch.update(self._feature_targets(view, coords.flip(-1), y, x))
+        return ray_bundle.to(self.device), _to_device(batch, self.device)
+
+    def image_batch(self, dataset: HumanViewDataset, index: int) -> Tuple[Cameras, Dict]:
+        """A whole target view: its camera (with the frame key in its metadata) and full-image targets."""
+        frame_key, camera = dataset.views[index]
+        view = self.catalog.load_view(frame_key, camera)
+        height, width = view.image.shape[:2]
+        ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+        pixel_xy = torch.stack([xs, ys], dim=-1).reshape(-1, 2).float() + 0.5
+        batch = {
+            "image": view.image,
+            "foreground": view.mask[..., None].float(),
+            "box_mask": self.box_mask(frame_key, camera)[..., None],
+            "bbox": self.catalog.frame(frame_key).bbox,
+            "frame_key": frame_key,
+            "target_camera": camera,
+            "image_idx": index,
+        }
+        targets = self._feature_targets(view, pixel_xy, ys.reshape(-1), xs.reshape(-1))
+        for key, value in targets.items():
+            batch[key] = value.reshape(height, width, -1) if value.shape[0] == height * width else value
+        frame = self.catalog.frame(frame_key)
+        if frame.keypoints3d is not None:
+            batch["keypoints3d"] = frame.keypoints3d
+        return dataset.cameras[index : index + 1].to(self.device), _to_device(batch, self.device)
+
+    def _feature_targets(self, view, pixel_xy: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> Dict:
+        """Heatmap and dense-pose targets at the given pixels (pixel centres in `pixel_xy`)."""
+        targets: Dict[str, torch.Tensor] = {}
+        if view.keypoints2d is not None:
+            heatmaps, valid = heatmap_targets(pixel_xy, view.keypoints2d, self.config.heatmap_sigma)
+            targets.update({"heatmap": heatmaps, "joint_valid": valid, "keypoints2d": view.keypoints2d})
+        if view.densepose is not None:
+            targets["densepose"] = view.densepose[y, x].float()
+            mask = view.densepose_mask if view.densepose_mask is not None else view.mask
+            targets["densepose_valid"] = mask[y, x, None]
+        return targets
+
+
+def _to_device(batch: Dict, device) -> Dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
