@@ -1,0 +1,41 @@
+"""ns-train overrides that make every method train on a CPU in minutes at the synthetic data's resolution.
+
+    ns-train ghnerf --data data/synth-demo $(python -m nerfstudio_humanfeat.configs.cpu ghnerf)
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List
+
+COMMON = [
+    "--machine.device-type", "cpu",
+    "--vis", "tensorboard",
+    "--viewer.quit-on-train-completion", "True",
+    "--pipeline.datamanager.train-num-rays-per-batch", "512",
+    "--pipeline.datamanager.eval-num-rays-per-batch", "512",
+    "--pipeline.datamanager.num-patches", "0",
+    "--pipeline.model.eval-num-rays-per-chunk", "16384",
+    "--steps-per-eval-batch", "100",
+    "--steps-per-eval-image", "250",
+    "--steps-per-eval-all-images", "1000000",
+    "--steps-per-save", "250",
+]  # fmt: skip
+
+PER_METHOD = {
+    "hfnerf": [
+        "--pipeline.model.num-coarse-samples", "32",
+        "--pipeline.model.num-fine-samples", "16",
+        "--pipeline.model.hidden-dim", "128",
+    ],
+}  # fmt: skip
+
+
+def cpu_overrides(method: str) -> List[str]:
+    """The CPU override flags for a registered method name."""
+    family = method.split("-")[0]
+    return COMMON + PER_METHOD.get(family, [])
+
+
+if __name__ == "__main__":
+    print(" ".join(cpu_overrides(sys.argv[1] if len(sys.argv) > 1 else "ghnerf")))

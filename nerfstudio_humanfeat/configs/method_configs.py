@@ -1,0 +1,83 @@
+"""The methods this plugin registers with nerfstudio (``ns-train <name>``).
+
+Defaults follow the papers (512x512 ZJU-MoCap, GHNeRF: Adam 5e-4 halved every 50k steps, 200k steps).
+For a CPU, append the overrides of ``nerfstudio_humanfeat.configs.cpu`` (``python -m
+nerfstudio_humanfeat.configs.cpu ghnerf`` prints them).
+"""
+
+from __future__ import annotations
+
+from nerfstudio.configs.base_config import ViewerConfig
+from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
+from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.models.base_model import ModelConfig
+from nerfstudio.plugins.types import MethodSpecification
+from nerfstudio_humanfeat.data.datamanagers.human_datamanager import HumanDataManagerConfig
+from nerfstudio_humanfeat.models.ghnerf import GHNeRFModelConfig
+from nerfstudio_humanfeat.models.hfnerf import HFNeRFModelConfig
+from nerfstudio_humanfeat.pipelines.human_pipeline import HumanPipelineConfig
+
+
+def _trainer(
+    method_name: str,
+    model: ModelConfig,
+    lr: float,
+    max_steps: int = 200_000,
+    num_rays: int = 4096,
+    num_patches: int = 4,
+    patch_size: int = 64,
+) -> TrainerConfig:
+    milestones = tuple(range(max_steps // 4, max_steps, max_steps // 4))
+    return TrainerConfig(
+        method_name=method_name,
+        steps_per_eval_batch=500,
+        steps_per_eval_image=2000,
+        steps_per_eval_all_images=50_000,
+        steps_per_save=5000,
+        max_num_iterations=max_steps,
+        mixed_precision=False,
+        pipeline=HumanPipelineConfig(
+            datamanager=HumanDataManagerConfig(
+                train_num_rays_per_batch=num_rays,
+                eval_num_rays_per_batch=num_rays,
+                num_patches=num_patches,
+                patch_size=patch_size,
+            ),
+            model=model,
+        ),
+        optimizers={
+            "fields": {
+                "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-8),
+                "scheduler": MultiStepSchedulerConfig(max_steps=max_steps, gamma=0.5, milestones=milestones),
+            }
+        },
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+        vis="viewer",
+    )
+
+
+ghnerf = MethodSpecification(
+    config=_trainer("ghnerf", GHNeRFModelConfig(human_encoder="resnet34"), lr=5e-4),
+    description="GHNeRF: ENeRF cost volume + ResNet34 human encoder; renders colour, joint heatmaps, dense pose.",
+)
+ghnerf_dino = MethodSpecification(
+    config=_trainer("ghnerf-dino", GHNeRFModelConfig(human_encoder="dino_vits8"), lr=5e-4),
+    description="GHNeRF with the DINO ViT-S/8 human encoder (blocks 9 and 11).",
+)
+ghnerf_resnet18 = MethodSpecification(
+    config=_trainer("ghnerf-resnet18", GHNeRFModelConfig(human_encoder="resnet18"), lr=5e-4),
+    description="GHNeRF with a ResNet18 human encoder.",
+)
+enerf_heatmap = MethodSpecification(
+    config=_trainer("enerf-heatmap", GHNeRFModelConfig(human_encoder="none"), lr=5e-4),
+    description="GHNeRF's baseline: ENeRF with a heatmap branch and no human encoder.",
+)
+hfnerf = MethodSpecification(
+    config=_trainer("hfnerf", HFNeRFModelConfig(encoder="resnet34"), lr=1e-4, num_rays=1024, num_patches=0),
+    description="HFNeRF: PixelNeRF-style human feature NeRF (ResNet34 encoder) with a heatmap branch.",
+)
+hfnerf_dino = MethodSpecification(
+    config=_trainer("hfnerf-dino", HFNeRFModelConfig(encoder="dino_vits8"), lr=1e-4, num_rays=1024, num_patches=0),
+    description="HFNeRF with the DINO ViT-S/8 encoder.",
+)

@@ -1,0 +1,250 @@
+"""The base of every generalizable human model: source-view lookup, feature rendering, losses and metrics.
+
+A subclass implements two things, as the papers' figures do: ``condition`` (encode the source views of a
+target camera: image features, a cost volume...) and ``render_rays`` (sample, query the field, render).
+This base finds the source views for training batches, evaluation cameras, render paths and the viewer.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Type
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+from torch.nn import Parameter
+
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer, SemanticRenderer
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colors
+from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerDropdown, ViewerSlider
+from nerfstudio_humanfeat.camera_utils import opencv_from_cameras
+from nerfstudio_humanfeat.data.catalog import HumanCatalog
+from nerfstudio_humanfeat.keypoints import draw_skeleton, embedding_to_color, extract_keypoints_2d, heatmap_to_color
+from nerfstudio_humanfeat.metrics import ImageMetrics
+from nerfstudio_humanfeat.model_components.losses import PerceptualLoss, densepose_loss, masked_heatmap_mse
+from nerfstudio_humanfeat.model_components.views import SourceViews, TargetView, load_source_views
+from nerfstudio_humanfeat.skeleton import BODY25_NAMES
+
+
+@dataclass
+class HumanFeatureModelConfig(ModelConfig):
+    """Options shared by every generalizable human model of this plugin."""
+
+    _target: Type = field(default_factory=lambda: HumanFeatureModel)
+    enable_collider: bool = False
+    """Near/far come from each frame's SMPL box, not from a collider."""
+    num_source_views: int = 2
+    """Source views used to render a camera at evaluation, in ns-render and in the viewer (GHNeRF: 2)."""
+    num_joints: int = 25
+    """Heatmap channels (BODY_25 by default)."""
+    densepose_dim: int = 3
+    """Channels of the dense-pose (continuous surface embedding) head; 0 disables the head."""
+    lambda_heatmap: float = 0.5
+    lambda_densepose: float = 0.5
+    lambda_perceptual: float = 0.01
+    """Weight of the VGG perceptual loss on patches; off (with a warning) when VGG weights are unavailable."""
+    perceptual_weights: Optional[Path] = None
+    """Local VGG16 checkpoint for the perceptual loss and LPIPS (default: the torch hub cache)."""
+    keypoint_threshold: float = 0.3
+    """Heatmap peak below which a joint is reported missing."""
+    eval_protocol: str = "enerf"
+    """Masked-metric protocol: 'enerf' (projected SMPL box polygon) or 'neuralbody'."""
+
+
+class HumanFeatureModel(Model):
+    """Generalizable NeRF conditioned on source views that renders colour, depth, joint heatmaps and dense pose."""
+
+    config: HumanFeatureModelConfig
+    catalog: HumanCatalog
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        metadata = self.kwargs.get("metadata") or {}
+        if "catalog" not in metadata:
+            raise ValueError(
+                f"{type(self).__name__} needs the human catalog in the dataset metadata: train it with the "
+                "'zju-mocap' dataparser through HumanDataManager (pipeline: HumanPipelineConfig)"
+            )
+        self.catalog = metadata["catalog"]
+        self.renderer_rgb = RGBRenderer(background_color=colors.BLACK)
+        self.renderer_accumulation = AccumulationRenderer()
+        self.renderer_depth = DepthRenderer(method="expected")
+        self.renderer_features = SemanticRenderer()
+        self.perceptual = PerceptualLoss(self.config.perceptual_weights) if self.config.lambda_perceptual > 0 else None
+        self.image_metrics = ImageMetrics(
+            protocol=self.config.eval_protocol,
+            lpips_weights=self.config.perceptual_weights,
+            keypoint_threshold=self.config.keypoint_threshold,
+        )
+        self._add_viewer_elements()
+
+    def _add_viewer_elements(self) -> None:
+        names = [s.name for s in self.catalog.subjects]
+        max_frames = max(len(s.frames) for s in self.catalog.subjects)
+        self.viewer_pick_frame = ViewerCheckbox(
+            "Pick subject/frame here (else: time slider)", False, hint="Render this subject and frame"
+        )
+        self.viewer_subject = ViewerDropdown("Subject", names[0], names)
+        self.viewer_frame = ViewerSlider("Frame", 0, 0, max(max_frames - 1, 1), 1)
+
+    # ---------------------------------------------------------------- conditioning, implemented by methods
+    @abstractmethod
+    def condition(self, target: TargetView, sources: SourceViews) -> Any:
+        """Per-target work done once per camera: encode the source views (and build a cost volume)."""
+
+    @abstractmethod
+    def render_rays(
+        self,
+        ray_bundle: RayBundle,
+        pixels: Float[Tensor, "N 2"],
+        target: TargetView,
+        sources: SourceViews,
+        conditioning: Any,
+    ) -> Dict[str, Tensor]:
+        """Render rays of the target camera through the given pixel centres (x, y)."""
+
+    # ---------------------------------------------------------------- finding source views
+    def target_of_dataset_view(self, frame_key: int, camera: int) -> TargetView:
+        rig = self.catalog.subject(frame_key).rig
+        return TargetView(
+            frame_key=frame_key,
+            intrinsics=rig.intrinsics[camera].to(self.device),
+            world_to_camera=rig.world_to_camera[camera].to(self.device),
+            height=rig.height,
+            width=rig.width,
+            bbox=self.catalog.frame(frame_key).bbox.to(self.device),
+        )
+
+    def resolve_frame_key(self, camera: Cameras) -> int:
+        """The (subject, frame) a camera renders: its metadata, else the viewer's pick, else its time."""
+        if camera.metadata is not None and "frame_key" in camera.metadata:
+            return int(camera.metadata["frame_key"].reshape(-1)[0])
+        if camera.times is not None and not self.viewer_pick_frame.value:
+            return self.catalog.frame_key_from_time(float(camera.times.reshape(-1)[0]))
+        names = [s.name for s in self.catalog.subjects]
+        subject = names.index(self.viewer_subject.value)
+        frame = min(int(self.viewer_frame.value), len(self.catalog.subjects[subject].frames) - 1)
+        return self.catalog.frame_key(subject, frame)
+
+    def sources_for(self, target: TargetView, exclude: Tuple[int, ...] = ()) -> SourceViews:
+        ids = self.catalog.nearest_cameras(
+            target.frame_key, target.camera_to_world.cpu(), self.config.num_source_views, exclude
+        )
+        return load_source_views(self.catalog, target.frame_key, ids, self.device)
+
+    # ---------------------------------------------------------------- nerfstudio entry points
+    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        meta = ray_bundle.metadata
+        frame_key = int(meta["frame_key"].reshape(-1)[0])
+        target = self.target_of_dataset_view(frame_key, int(meta["target_camera"].reshape(-1)[0]))
+        source_ids = [int(c) for c in meta["source_cameras"].reshape(-1, meta["source_cameras"].shape[-1])[0]]
+        sources = load_source_views(self.catalog, frame_key, source_ids, self.device)
+        conditioning = self.condition(target, sources)
+        return self.render_rays(ray_bundle, meta["pixels"], target, sources, conditioning)
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
+        """Render a whole camera: its frame's nearest source views are chosen here, for any camera."""
+        camera = camera.to(self.device)
+        intrinsics, world_to_camera, height, width = opencv_from_cameras(camera)
+        frame_key = self.resolve_frame_key(camera)
+        target = TargetView(
+            frame_key, intrinsics, world_to_camera, height, width, self.catalog.frame(frame_key).bbox.to(self.device)
+        )
+        sources = self.sources_for(target)
+        conditioning = self.condition(target, sources)
+        rays = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
+        pixels = target.pixel_grid()
+        chunk = self.config.eval_num_rays_per_chunk
+        pieces: Dict[str, List[Tensor]] = {}
+        for start in range(0, len(rays), chunk):
+            out = self.render_rays(
+                rays[start : start + chunk], pixels[start : start + chunk], target, sources, conditioning
+            )
+            for key, value in out.items():
+                if isinstance(value, Tensor) and value.shape[:1] == pixels[start : start + chunk].shape[:1]:
+                    pieces.setdefault(key, []).append(value)
+        outputs = {k: torch.cat(v).reshape(height, width, -1) for k, v in pieces.items()}
+        outputs.update(self.feature_visualizations(outputs))
+        return outputs
+
+    def feature_visualizations(self, outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Viewer/render outputs: coloured heatmaps, each joint's heatmap, dense pose colours and the skeleton."""
+        vis: Dict[str, Tensor] = {}
+        if "heatmap" in outputs:
+            heatmaps = outputs["heatmap"]
+            vis["joint_heatmap"] = heatmap_to_color(heatmaps)
+            names = BODY25_NAMES if heatmaps.shape[-1] == len(BODY25_NAMES) else None
+            for j in range(heatmaps.shape[-1]):
+                vis[f"joint_{j:02d}_{names[j] if names else j}"] = heatmaps[..., j : j + 1]
+            keypoints = extract_keypoints_2d(heatmaps.permute(2, 0, 1), threshold=self.config.keypoint_threshold)
+            vis["skeleton"] = draw_skeleton(outputs["rgb"], keypoints).to(heatmaps)
+        if "densepose" in outputs:
+            vis["densepose_color"] = embedding_to_color(outputs["densepose"])
+        return vis
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        return {"fields": [p for p in self.parameters() if p.requires_grad]}
+
+    # ---------------------------------------------------------------- losses and metrics
+    def get_metrics_dict(self, outputs: Dict[str, Tensor], batch: Dict[str, Any]) -> Dict[str, Tensor]:
+        metrics = {"psnr": -10.0 * torch.log10(F.mse_loss(outputs["rgb"], batch["image"]).clamp_min(1e-10))}
+        if "heatmap" in outputs and "heatmap" in batch:
+            metrics["heatmap_mse"] = F.mse_loss(outputs["heatmap"], batch["heatmap"]).detach()
+        return metrics
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        losses = {"rgb_loss": F.mse_loss(outputs["rgb"], batch["image"])}
+        losses.update(self.feature_losses(outputs, batch))
+        if self.perceptual is not None and self.perceptual.available and batch.get("num_patches", 0) > 0:
+            num, size = int(batch["num_patches"]), int(batch["patch_size"])
+            count = num * size * size
+            pred = outputs["rgb"][:count].reshape(num, size, size, 3).permute(0, 3, 1, 2)
+            gt = batch["image"][:count].reshape(num, size, size, 3).permute(0, 3, 1, 2)
+            losses["perceptual_loss"] = self.config.lambda_perceptual * self.perceptual(pred, gt)
+        return losses
+
+    def feature_losses(self, outputs: Dict[str, Tensor], batch: Dict[str, Any], suffix: str = "") -> Dict[str, Tensor]:
+        """Heatmap MSE over visible joints and dense-pose loss, for the outputs named with `suffix`."""
+        losses = {}
+        if f"heatmap{suffix}" in outputs and "heatmap" in batch:
+            losses[f"heatmap_loss{suffix}"] = self.config.lambda_heatmap * masked_heatmap_mse(
+                outputs[f"heatmap{suffix}"], batch["heatmap"], batch["joint_valid"]
+            )
+        if f"densepose{suffix}" in outputs and "densepose" in batch:
+            losses[f"densepose_loss{suffix}"] = self.config.lambda_densepose * densepose_loss(
+                outputs[f"densepose{suffix}"], batch["densepose"], batch["densepose_valid"]
+            )
+        return losses
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Any]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        rig = self.catalog.subject(int(batch["frame_key"])).rig
+        camera = int(batch["target_camera"])
+        metrics = self.image_metrics(
+            outputs=outputs,
+            batch=batch,
+            intrinsics=rig.intrinsics[camera],
+            world_to_camera=rig.world_to_camera[camera],
+        )
+        images = {"img": torch.cat([batch["image"], outputs["rgb"]], dim=1)}
+        if "heatmap" in outputs and "heatmap" in batch:
+            images["heatmap"] = torch.cat([heatmap_to_color(batch["heatmap"]), outputs["joint_heatmap"]], dim=1)
+            images["skeleton"] = outputs["skeleton"]
+        if "densepose" in outputs and "densepose" in batch:
+            images["densepose"] = torch.cat(
+                [embedding_to_color(batch["densepose"]), outputs["densepose_color"]], dim=1
+            )
+        return metrics, images
+
+    def metric_notes(self) -> Dict[str, str]:
+        """Strings that explain the evaluation (protocol, unavailable metrics), merged into ns-eval's JSON."""
+        return self.image_metrics.notes()
