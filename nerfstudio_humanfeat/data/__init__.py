@@ -1,0 +1,1 @@
+"""Human capture data: the catalog, the ZJU-MoCap readers and dataparser, the datamanager."""

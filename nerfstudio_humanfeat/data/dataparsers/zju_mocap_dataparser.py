@@ -1,0 +1,307 @@
+"""Dataparser for ZJU-MoCap (Neural Body layout) and for the synthetic data written in the same layout.
+
+The outputs list the target views of a split; the one `HumanCatalog` of every selected subject (train and
+test) rides in their metadata, so a model finds the source views of any (subject, frame) through it. Everything
+stays in world metres: no re-centring or scaling.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Sequence, Tuple, Type, Union
+
+import numpy as np
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.utils.rich_utils import CONSOLE
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from nerfstudio_humanfeat.camera_utils import opengl_c2w_from_opencv_w2c
+from nerfstudio_humanfeat.data.catalog import HumanCatalog, HumanDataError, MaskMode, SubjectRecord
+from nerfstudio_humanfeat.data.zju_io import Annots, ReadOptions, load_annots, load_view, read_subject, select_frames
+
+GHNERF_TRAIN: Tuple[str, ...] = (
+    "CoreView_315",
+    "CoreView_377",
+    "CoreView_387",
+    "CoreView_390",
+    "CoreView_393",
+    "CoreView_394",
+)
+GHNERF_TEST: Tuple[str, ...] = ("CoreView_313", "CoreView_386")
+GHNERF_FRAME_END = 600
+SPLITS_FILE = "splits.json"
+
+View = Tuple[int, int]
+"""(frame key, camera index) of one view."""
+
+
+@dataclass
+class ZJUMocapDataParserConfig(DataParserConfig):
+    """ZJU-MoCap layout: subjects, frames and source/target cameras of a generalizable human NeRF."""
+
+    _target: Type = field(default_factory=lambda: ZJUMocap)
+    data: Path = Path("data/zju_mocap")
+    """Root holding one folder per sequence (any folder with an annots.npy) and optionally splits.json."""
+    subjects_train: Optional[Tuple[str, ...]] = None
+    """Training subjects; None: splits.json, else GHNeRF's (CoreView_315, 377, 387, 390, 393, 394)."""
+    subjects_test: Optional[Tuple[str, ...]] = None
+    """Held-out subjects; None: splits.json, else GHNeRF's (CoreView_313, 386)."""
+    source_cameras: Optional[Tuple[int, ...]] = None
+    """Camera indices (into annots.npy's lists) of the source views; None: splits.json, else the even ones."""
+    target_cameras: Optional[Tuple[int, ...]] = None
+    """Camera indices of the target views; None: splits.json, else the odd ones."""
+    frame_start: Optional[int] = None
+    """First frame (position in annots['ims']); None: splits.json, else 0."""
+    frame_end: Union[int, None, Literal["auto"]] = "auto"
+    """End frame, exclusive; None: all frames; 'auto': splits.json, else 600 (GHNeRF's first 600 frames)."""
+    frame_stride: Optional[int] = None
+    """Frame step; None: splits.json, else 1."""
+    image_scale: Optional[float] = None
+    """Output/original resolution; None: 0.5 for originals of 1024 px or more (ZJU: 1024 -> 512), else 1.0."""
+    mask_mode: MaskMode = "union"
+    """Foreground mask: 'mask', 'mask_cihp', their 'union' (KeypointNeRF), or 'none' (all foreground)."""
+    bbox_padding: float = 0.1
+    """Metres added around each frame's SMPL vertices for its box (ENeRF, which GHNeRF builds on: 0.1)."""
+    train_targets: Literal["target", "all"] = "target"
+    """Training views: the target cameras of the training subjects, or all their cameras."""
+    eval_max_views: Optional[int] = None
+    """At most this many evaluation views, evenly spread over the held-out views; None: all."""
+    cache_gb: float = 2.0
+    """Memory for decoded views shared by all splits."""
+
+
+@dataclass
+class SplitPlan:
+    """Subjects, cameras and frames resolved from the config, splits.json and the GHNeRF defaults."""
+
+    train: List[str]
+    test: List[str]
+    source_cameras: Optional[List[int]]
+    """None: the even cameras of each subject."""
+    target_cameras: Optional[List[int]]
+    """None: the odd cameras of each subject."""
+    frame_start: int
+    frame_end: Optional[int]
+    frame_stride: int
+    origin: str
+    """Where the subjects came from: 'config', 'splits.json' or 'GHNeRF defaults'."""
+
+    def cameras_of(self, num_cameras: int) -> Tuple[List[int], List[int]]:
+        """(source, target) camera indices of a subject with `num_cameras` cameras."""
+        source = self.source_cameras if self.source_cameras is not None else list(range(0, num_cameras, 2))
+        target = self.target_cameras if self.target_cameras is not None else list(range(1, num_cameras, 2))
+        return list(source), list(target)
+
+
+def find_sequences(root: Path) -> Dict[str, Path]:
+    """Sequence name -> folder, for every folder up to two levels below `root` holding an annots.npy."""
+    if not root.is_dir():
+        raise HumanDataError(f"{root}: data root not found (expected a folder of ZJU-MoCap sequences)")
+    found = {}
+    for annots in sorted([*root.glob("*/annots.npy"), *root.glob("*/*/annots.npy")]):
+        found[annots.parent.relative_to(root).as_posix()] = annots.parent
+    return found
+
+
+def read_splits_json(path: Path) -> Dict:
+    """The validated contents of a splits.json (docs/data_format.md)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise HumanDataError(f"{path}: cannot read the split file ({err})") from err
+    if not isinstance(data, dict):
+        raise HumanDataError(f"{path}: expected a JSON object with train_subjects and test_subjects")
+    for key in ("train_subjects", "test_subjects", "source_cameras", "target_cameras"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, list):
+            raise HumanDataError(f"{path}: '{key}' must be a list, found {type(value).__name__}")
+    frames = data.get("frames") or {}
+    if not isinstance(frames, dict):
+        raise HumanDataError(f"{path}: 'frames' must be an object with start, end, stride")
+    return data
+
+
+def resolve_split(config: ZJUMocapDataParserConfig, sequences: Dict[str, Path]) -> SplitPlan:
+    """Subjects, cameras and frame range: the config's values, else splits.json's, else GHNeRF's on ZJU names."""
+    splits_path = config.data / SPLITS_FILE
+    splits = read_splits_json(splits_path) if splits_path.is_file() else {}
+    frames = splits.get("frames") or {}
+    train, test, origin = _subjects(config, splits, sequences)
+    for name in train + test:
+        if name not in sequences:
+            available = ", ".join(sequences) or "none"
+            raise HumanDataError(
+                f"{config.data / name}: subject '{name}' of the split ({origin}) not found; sequences: {available}"
+            )
+    both = sorted(set(train) & set(test))
+    if both:
+        raise HumanDataError(f"{config.data}: subjects {both} are both training and test subjects")
+    source = config.source_cameras if config.source_cameras is not None else splits.get("source_cameras")
+    target = config.target_cameras if config.target_cameras is not None else splits.get("target_cameras")
+    if config.frame_end != "auto":
+        frame_end = config.frame_end
+    else:
+        frame_end = frames["end"] if "end" in frames else (None if splits else GHNERF_FRAME_END)
+    return SplitPlan(
+        train=train,
+        test=test,
+        source_cameras=None if source is None else [int(c) for c in source],
+        target_cameras=None if target is None else [int(c) for c in target],
+        frame_start=int(config.frame_start if config.frame_start is not None else frames.get("start") or 0),
+        frame_end=None if frame_end is None else int(frame_end),
+        frame_stride=int(config.frame_stride if config.frame_stride is not None else frames.get("stride") or 1),
+        origin=origin,
+    )
+
+
+def _subjects(
+    config: ZJUMocapDataParserConfig, splits: Dict, sequences: Dict[str, Path]
+) -> Tuple[List[str], List[str], str]:
+    if config.subjects_train is not None or config.subjects_test is not None:
+        return list(config.subjects_train or ()), list(config.subjects_test or ()), "config"
+    if splits:
+        return list(splits.get("train_subjects") or []), list(splits.get("test_subjects") or []), SPLITS_FILE
+    train = [n for n in GHNERF_TRAIN if n in sequences]
+    test = [n for n in GHNERF_TEST if n in sequences]
+    if not train and not test:
+        raise HumanDataError(
+            f"{config.data}: no {SPLITS_FILE} and none of the ZJU-MoCap sequences of GHNeRF's split "
+            f"({', '.join(GHNERF_TRAIN + GHNERF_TEST)}); sequences found: {', '.join(sequences)}. "
+            "Write a splits.json or pass --subjects-train/--subjects-test."
+        )
+    missing = [n for n in GHNERF_TRAIN + GHNERF_TEST if n not in sequences]
+    if missing:
+        CONSOLE.print(f"[yellow]Warning: {config.data}: GHNeRF split without {', '.join(missing)} (not found)")
+    return train, test, "GHNeRF defaults"
+
+
+def split_views(catalog: HumanCatalog, split: str, train_targets: str, eval_max_views: Optional[int]) -> List[View]:
+    """(frame key, camera) of the views of a split: training subjects' targets, or held-out subjects' targets."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"unknown split {split!r} (expected train, val or test)")
+    wanted = "train" if split == "train" else "test"
+    views: List[View] = []
+    for key in catalog.frame_keys_of_split(wanted):
+        subject = catalog.subject(key)
+        every = wanted == "train" and train_targets == "all"
+        cameras = range(len(subject.rig)) if every else subject.target_cameras
+        views.extend((key, camera) for camera in cameras)
+    if wanted == "test" and eval_max_views is not None and len(views) > eval_max_views:
+        picks = np.unique(np.linspace(0, len(views) - 1, max(eval_max_views, 1)).round().astype(int))
+        views = [views[i] for i in picks]
+    return views
+
+
+def cameras_of_views(catalog: HumanCatalog, views: Sequence[View]) -> Cameras:
+    """nerfstudio cameras (OpenGL c2w, output intrinsics, times, frame key and camera index) of views."""
+    rigs = [catalog.subject(key).rig for key, _ in views]
+    intrinsics = torch.stack([rig.intrinsics[c] for rig, (_, c) in zip(rigs, views)])
+    world_to_camera = torch.stack([rig.world_to_camera[c] for rig, (_, c) in zip(rigs, views)])
+    keys = torch.tensor([[key] for key, _ in views], dtype=torch.long)
+    return Cameras(
+        camera_to_worlds=opengl_c2w_from_opencv_w2c(world_to_camera),
+        fx=intrinsics[:, 0, 0:1],
+        fy=intrinsics[:, 1, 1:2],
+        cx=intrinsics[:, 0, 2:3],
+        cy=intrinsics[:, 1, 2:3],
+        width=torch.tensor([[rig.width] for rig in rigs], dtype=torch.long),
+        height=torch.tensor([[rig.height] for rig in rigs], dtype=torch.long),
+        camera_type=CameraType.PERSPECTIVE,
+        times=torch.tensor([[catalog.time_of(key)] for key, _ in views], dtype=torch.float32),
+        metadata={"frame_key": keys, "camera_index": torch.tensor([[c] for _, c in views], dtype=torch.long)},
+    )
+
+
+@dataclass
+class ZJUMocap(DataParser):
+    """ZJU-MoCap dataparser; builds the catalog of all selected subjects once per instance."""
+
+    config: ZJUMocapDataParserConfig
+    includes_time: bool = True
+
+    def __init__(self, config: ZJUMocapDataParserConfig):
+        super().__init__(config=config)
+        self.config = config
+        self._catalog: Optional[HumanCatalog] = None
+        self.plan: Optional[SplitPlan] = None
+
+    @property
+    def catalog(self) -> HumanCatalog:
+        """Every selected subject (train and test), shared by all splits."""
+        if self._catalog is None:
+            self._catalog = self._build_catalog()
+        return self._catalog
+
+    def _build_catalog(self) -> HumanCatalog:
+        sequences = find_sequences(self.config.data)
+        if not sequences:
+            entries = ", ".join(sorted(p.name for p in self.config.data.iterdir())[:20]) or "nothing"
+            raise HumanDataError(f"{self.config.data}: no sequence (no folder holding an annots.npy); found: {entries}")
+        plan = self.plan = resolve_split(self.config, sequences)
+        jobs = [(name, "train") for name in plan.train] + [(name, "test") for name in plan.test]
+        annots = {name: load_annots(sequences[name] / "annots.npy") for name, _ in jobs}
+        frames = {
+            name: select_frames(a.num_frames, plan.frame_start, plan.frame_end, plan.frame_stride)
+            for name, a in annots.items()
+        }
+        options = ReadOptions(self.config.mask_mode, self.config.image_scale, self.config.bbox_padding)
+        subjects: List[SubjectRecord] = []
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=CONSOLE, transient=True) as progress:
+            task = progress.add_task("Reading sequences", total=sum(len(f) for f in frames.values()))
+            for name, split in jobs:
+                progress.update(task, description=f"Reading {name} ({split})")
+                subjects.append(self._read(annots[name], name, split, frames[name], options, progress, task))
+        CONSOLE.print(
+            f"[bold]zju-mocap[/bold]: {len(subjects)} subjects ({plan.origin}), "
+            f"{sum(len(s.frames) for s in subjects)} frames"
+        )
+        return HumanCatalog(subjects, view_loader=load_view, cache_bytes=int(self.config.cache_gb * 1024**3))
+
+    def _read(
+        self,
+        annots: Annots,
+        name: str,
+        split: Literal["train", "test"],
+        frames: List[int],
+        options: ReadOptions,
+        progress: Progress,
+        task,
+    ) -> SubjectRecord:
+        assert self.plan is not None
+        source, target = self.plan.cameras_of(annots.num_cameras)
+        every = split == "train" and self.config.train_targets == "all"
+        views = range(annots.num_cameras) if every else sorted(set(source) | set(target))
+        return read_subject(
+            annots,
+            split,
+            source,
+            target,
+            frames,
+            list(views),
+            options,
+            advance=lambda: progress.advance(task),
+            name=name,
+        )
+
+    def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
+        catalog = self.catalog
+        views = split_views(catalog, split, self.config.train_targets, self.config.eval_max_views)
+        if not views:
+            wanted = "training" if split == "train" else "held-out"
+            names = [s.name for s in catalog.subjects]
+            raise HumanDataError(f"{self.config.data}: split '{split}' has no view: no {wanted} subject among {names}")
+        boxes = torch.stack([catalog.frame(key).bbox for key in sorted({key for key, _ in views})])
+        return DataparserOutputs(
+            image_filenames=[catalog.frame(key).image_paths[camera] for key, camera in views],
+            cameras=cameras_of_views(catalog, views),
+            scene_box=SceneBox(aabb=torch.stack([boxes[:, 0].min(0).values, boxes[:, 1].max(0).values])),
+            dataparser_scale=1.0,
+            dataparser_transform=torch.eye(4)[:3, :],
+            metadata={"catalog": catalog, "views": views},
+        )

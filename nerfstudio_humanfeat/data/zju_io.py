@@ -1,0 +1,789 @@
+"""Readers for the ZJU-MoCap (Neural Body) layout: annotations, SMPL fits, keypoints and decoded views.
+
+Pixel convention of everything this module returns (catalog intrinsics, 2D keypoints): continuous coordinates
+in which pixel (row i, column j) covers [j, j+1) x [i, i+1), so its centre is (j + 0.5, i + 0.5), as in
+nerfstudio's ray generation. The calibration in annots.npy is OpenCV's (pixel centres at integers): it is
+converted with +0.5 before scaling, which also makes the scaling exact for resized images.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from jaxtyping import Float
+from nerfstudio.utils.rich_utils import CONSOLE
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from nerfstudio_humanfeat.data.catalog import (
+    CameraRig,
+    FrameRecord,
+    HumanDataError,
+    MaskMode,
+    SubjectRecord,
+    ViewData,
+    resolve_mask,
+)
+from nerfstudio_humanfeat.skeleton import BODY25_FROM_SMPL, BODY25_NAMES, SMPL_JOINT_NAMES
+
+NUM_KEYPOINTS = len(BODY25_NAMES)
+MASK_FOLDERS: Tuple[str, ...] = ("mask", "mask_cihp")
+SMPL_SIZES: Dict[str, int] = {"poses": 72, "Rh": 3, "Th": 3, "shapes": 10}
+JOINT_BBOX_MARGIN = 0.2
+"""Metres the body surface reaches beyond its joints (head top, hands, feet): extra padding of joint boxes."""
+AUTO_SCALE_MIN_SIZE = 1024
+"""Images at least this large (either side) are halved by default, as every ZJU-MoCap paper does."""
+
+KeypointSource = Literal["annots-kpts2d", "openpose-json", "keypoints3d-projected", "joints3d-projected", "none"]
+ProblemSink = Optional[List[HumanDataError]]
+"""Where non-fatal problems go: None raises the first one, a list collects them all (ns-humanfeat-inspect)."""
+
+
+def report(problem: HumanDataError, problems: ProblemSink) -> None:
+    """Raise `problem`, or collect it when a list is given."""
+    if problems is None:
+        raise problem
+    problems.append(problem)
+
+
+# ----------------------------------------------------------------------------------------------- annots.npy
+
+
+@dataclass
+class Annots:
+    """The contents of one annots.npy, validated; cameras at the original resolution, T in metres."""
+
+    path: Path
+    K: np.ndarray
+    """(C, 3, 3) OpenCV intrinsics of the original, distorted images."""
+    D: np.ndarray
+    """(C, 5) distortion coefficients (k1, k2, p1, p2, k3)."""
+    R: np.ndarray
+    """(C, 3, 3) world-to-camera rotations."""
+    T: np.ndarray
+    """(C, 3) world-to-camera translations in metres (the file holds millimetres)."""
+    ims: List[List[Optional[str]]]
+    """Per frame, the image path of every camera relative to the sequence folder (None: no image)."""
+    kpts2d: List[Optional[np.ndarray]]
+    """Per frame, (C, 25, 3) BODY_25 keypoints in original distorted pixels, or None."""
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def num_cameras(self) -> int:
+        return len(self.K)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.ims)
+
+    @property
+    def camera_names(self) -> List[str]:
+        """Camera folder names, taken from the first frame that has an image for the camera."""
+        names = []
+        for camera in range(self.num_cameras):
+            rel = next((frame[camera] for frame in self.ims if frame[camera]), None)
+            names.append(str(PurePosixPath(rel).parent) if rel else f"camera_{camera}")
+        return names
+
+
+def load_annots(path: Path) -> Annots:
+    """Read and validate a sequence's annots.npy (clear errors naming the file)."""
+    if not path.is_file():
+        raise HumanDataError(f"{path}: annotation file not found (expected a dict with 'cams' and 'ims')")
+    try:
+        raw = np.load(path, allow_pickle=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unreadable file
+        raise HumanDataError(f"{path}: cannot read the annotation file ({err})") from err
+    data = raw.item() if isinstance(raw, np.ndarray) and raw.dtype == object and raw.shape == () else raw
+    if not isinstance(data, dict):
+        raise HumanDataError(f"{path}: expected a pickled dict with 'cams' and 'ims', found {type(data).__name__}")
+    for key in ("cams", "ims"):
+        if key not in data:
+            raise HumanDataError(f"{path}: missing key '{key}' (found keys {sorted(map(str, data))})")
+    cams = data["cams"]
+    if not isinstance(cams, dict) or any(k not in cams for k in "KDRT"):
+        found = sorted(map(str, cams)) if isinstance(cams, dict) else type(cams).__name__
+        raise HumanDataError(f"{path}: 'cams' must be a dict with lists K, D, R, T (found {found})")
+    counts = {k: len(cams[k]) for k in "KDRT"}
+    if len(set(counts.values())) != 1 or counts["K"] == 0:
+        raise HumanDataError(f"{path}: camera lists K, D, R, T must have one equal, non-zero length, found {counts}")
+    K = _camera_arrays(path, cams["K"], "K", (3, 3))
+    R = _camera_arrays(path, cams["R"], "R", (3, 3))
+    T = _camera_arrays(path, cams["T"], "T", (3,)) / 1000.0
+    D = np.stack([_distortion(path, c, d) for c, d in enumerate(cams["D"])])
+    for camera in range(len(K)):
+        _check_camera(path, camera, K[camera], R[camera])
+    ims, kpts2d = _frames(path, data["ims"], len(K))
+    return Annots(path=path, K=K, D=D, R=R, T=T, ims=ims, kpts2d=kpts2d)
+
+
+def _camera_arrays(path: Path, values: Sequence, name: str, shape: Tuple[int, ...]) -> np.ndarray:
+    out = []
+    for camera, value in enumerate(values):
+        array = np.asarray(value, dtype=np.float64)
+        if array.size != int(np.prod(shape)):
+            raise HumanDataError(f"{path}: cams['{name}'][{camera}] has shape {array.shape}, expected {shape}")
+        array = array.reshape(shape)
+        if not np.isfinite(array).all():
+            raise HumanDataError(f"{path}: cams['{name}'][{camera}] holds NaN or inf")
+        out.append(array)
+    return np.stack(out)
+
+
+def _distortion(path: Path, camera: int, value: Any) -> np.ndarray:
+    coeffs = np.asarray(value, dtype=np.float64).reshape(-1)
+    if coeffs.size not in (4, 5):
+        raise HumanDataError(f"{path}: cams['D'][{camera}] has {coeffs.size} coefficients, expected 5 (or 4)")
+    if not np.isfinite(coeffs).all():
+        raise HumanDataError(f"{path}: cams['D'][{camera}] holds NaN or inf")
+    return np.concatenate([coeffs, np.zeros(5 - coeffs.size)])
+
+
+def _check_camera(path: Path, camera: int, K: np.ndarray, R: np.ndarray) -> None:
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise HumanDataError(f"{path}: cams['K'][{camera}] has non-positive focal lengths ({K[0, 0]}, {K[1, 1]})")
+    if np.abs(R @ R.T - np.eye(3)).max() > 1e-2 or np.linalg.det(R) < 0:
+        raise HumanDataError(f"{path}: cams['R'][{camera}] is not a rotation matrix (R R^T != I or det < 0)")
+
+
+def _frames(path: Path, entries: Any, num_cameras: int) -> Tuple[List[List[Optional[str]]], List[Optional[np.ndarray]]]:
+    ims: List[List[Optional[str]]] = []
+    kpts2d: List[Optional[np.ndarray]] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "ims" not in entry:
+            raise HumanDataError(f"{path}: ims[{index}] must be a dict with an 'ims' list of image paths")
+        paths = [str(p) if p is not None and str(p) else None for p in entry["ims"]]
+        if len(paths) != num_cameras:
+            raise HumanDataError(f"{path}: ims[{index}] lists {len(paths)} images but 'cams' has {num_cameras} cameras")
+        ims.append(paths)
+        keypoints = entry.get("kpts2d")
+        if keypoints is not None:
+            keypoints = np.asarray(keypoints, dtype=np.float32)
+            if keypoints.shape != (num_cameras, NUM_KEYPOINTS, 3):
+                raise HumanDataError(
+                    f"{path}: ims[{index}]['kpts2d'] has shape {keypoints.shape}, "
+                    f"expected ({num_cameras}, {NUM_KEYPOINTS}, 3)"
+                )
+        kpts2d.append(keypoints)
+    if not ims:
+        raise HumanDataError(f"{path}: 'ims' lists no frame")
+    return ims, kpts2d
+
+
+def frame_number(rel_path: str) -> int:
+    """The frame number written in an image name: '000012.jpg' -> 12, 'CoreView_313_Camera_(1)_0013_x.jpg' -> 13."""
+    stem = PurePosixPath(rel_path).stem
+    if stem.isdigit():
+        return int(stem)
+    fields = stem.split("_")
+    if len(fields) > 4 and fields[4].isdigit():
+        return int(fields[4])
+    raise HumanDataError(f"cannot read a frame number from the image name {rel_path!r}")
+
+
+def frame_stem(rel_path: str, frame_id: int) -> str:
+    """The name of per-frame files that are not per camera (keypoints3d/<stem>.json)."""
+    stem = PurePosixPath(rel_path).stem
+    return stem if stem.isdigit() else f"{frame_id:06d}"
+
+
+def select_frames(num_frames: int, start: int = 0, end: Optional[int] = None, stride: int = 1) -> List[int]:
+    """Positions in annots['ims'] of the frames [start, end) with a stride (end clipped to the frame count)."""
+    if stride < 1 or start < 0:
+        raise HumanDataError(f"invalid frame range: start {start} must be >= 0 and stride {stride} >= 1")
+    stop = num_frames if end is None else min(end, num_frames)
+    return list(range(start, stop, stride))
+
+
+# --------------------------------------------------------------------------------------------- sequence files
+
+
+@dataclass(frozen=True)
+class SequenceLayout:
+    """Which optional folders a sequence holds."""
+
+    root: Path
+    params_dir: Optional[str]
+    """'new_params' when present, else 'params', else None."""
+    vertices_dir: Optional[str]
+    mask_dirs: Tuple[str, ...]
+    keypoints2d: bool
+    keypoints3d: bool
+    joints3d: bool
+    densepose: bool
+
+    @classmethod
+    def detect(cls, root: Path) -> "SequenceLayout":
+        def first(*names: str) -> Optional[str]:
+            return next((n for n in names if (root / n).is_dir()), None)
+
+        return cls(
+            root=root,
+            params_dir=first("new_params", "params"),
+            vertices_dir=first("new_vertices", "vertices"),
+            mask_dirs=tuple(d for d in MASK_FOLDERS if (root / d).is_dir()),
+            keypoints2d=(root / "keypoints2d").is_dir(),
+            keypoints3d=(root / "keypoints3d").is_dir(),
+            joints3d=(root / "joints3d").is_dir(),
+            densepose=(root / "densepose").is_dir(),
+        )
+
+    def mirror(self, folder: str, rel_path: str, suffix: str) -> Path:
+        """A file of `folder` that mirrors an image path (masks, OpenPose JSON, dense pose)."""
+        return self.root / folder / PurePosixPath(rel_path).with_suffix(suffix)
+
+
+def mask_folders(layout: SequenceLayout, mode: MaskMode) -> Tuple[List[str], Optional[str]]:
+    """Mask folders to combine for a mode, and a warning when the wanted ones are missing.
+
+    A missing folder falls back to the other one (Animatable NeRF does so for Human3.6M); with neither, every
+    pixel is foreground.
+    """
+    wanted = {"mask": ["mask"], "mask_cihp": ["mask_cihp"], "union": list(MASK_FOLDERS), "none": []}[mode]
+    present = [d for d in wanted if d in layout.mask_dirs]
+    if present or mode == "none":
+        return present, None
+    if layout.mask_dirs:
+        fallback = list(layout.mask_dirs)
+        return fallback, f"{layout.root}: no {' or '.join(wanted)} folder, using {', '.join(fallback)} instead"
+    return [], f"{layout.root}: no mask or mask_cihp folder: every pixel counts as foreground"
+
+
+def keypoint_source(annots: Annots, layout: SequenceLayout) -> KeypointSource:
+    """The first keypoint source a sequence offers, in priority order."""
+    if any(k is not None for k in annots.kpts2d):
+        return "annots-kpts2d"
+    if layout.keypoints2d:
+        return "openpose-json"
+    if layout.keypoints3d:
+        return "keypoints3d-projected"
+    if layout.joints3d:
+        return "joints3d-projected"
+    return "none"
+
+
+def load_smpl_params(path: Path) -> Dict[str, Tensor]:
+    """SMPL parameters of one frame, flattened: poses (72,), Rh (3,), Th (3,), shapes (10,), float32."""
+    data = _load_npy(path, "SMPL parameters")
+    if isinstance(data, np.ndarray) and data.dtype == object and data.shape == ():
+        data = data.item()
+    if not isinstance(data, dict):
+        raise HumanDataError(f"{path}: expected a dict with {sorted(SMPL_SIZES)}, found {type(data).__name__}")
+    params = {}
+    for key, size in SMPL_SIZES.items():
+        if key not in data:
+            raise HumanDataError(f"{path}: SMPL parameters lack '{key}' (found {sorted(map(str, data))})")
+        value = np.asarray(data[key], dtype=np.float32).reshape(-1)
+        if value.size != size:
+            raise HumanDataError(f"{path}: SMPL '{key}' has {value.size} values, expected {size}")
+        if not np.isfinite(value).all():
+            raise HumanDataError(f"{path}: SMPL '{key}' holds NaN or inf")
+        params[key] = torch.from_numpy(value)
+    return params
+
+
+def load_points(path: Path, what: str, width: int = 3) -> np.ndarray:
+    """An (N, width) array of finite points from a .npy file (vertices, joints)."""
+    points = np.asarray(_load_npy(path, what), dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != width or len(points) == 0:
+        raise HumanDataError(f"{path}: {what} have shape {points.shape}, expected (N, {width})")
+    if not np.isfinite(points).all():
+        raise HumanDataError(f"{path}: {what} hold NaN or inf")
+    return points
+
+
+def _load_npy(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise HumanDataError(f"{path}: {what} file not found")
+    try:
+        return np.load(path, allow_pickle=True)
+    except Exception as err:  # noqa: BLE001
+        raise HumanDataError(f"{path}: cannot read {what} ({err})") from err
+
+
+def _load_json(path: Path, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except (OSError, ValueError) as err:
+        raise HumanDataError(f"{path}: cannot read {what} ({err})") from err
+
+
+def read_openpose_json(path: Path) -> np.ndarray:
+    """(25, 3) BODY_25 keypoints of the first person of an OpenPose JSON; all missing without a person."""
+    data = _load_json(path, "OpenPose keypoints")
+    people = data.get("people", []) if isinstance(data, dict) else None
+    if people is None:
+        raise HumanDataError(f"{path}: expected an OpenPose dict with a 'people' list")
+    if not people:
+        return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
+    values = np.asarray(people[0].get("pose_keypoints_2d", []), dtype=np.float32)
+    if values.size != NUM_KEYPOINTS * 3:
+        raise HumanDataError(f"{path}: pose_keypoints_2d has {values.size} values, expected {NUM_KEYPOINTS * 3}")
+    return values.reshape(NUM_KEYPOINTS, 3)
+
+
+def read_keypoints3d_json(path: Path) -> np.ndarray:
+    """(25, 4) world keypoints (x, y, z, confidence) of the first person of a keypoints3d JSON."""
+    data = _load_json(path, "3D keypoints")
+    person = data[0] if isinstance(data, list) and data else data
+    values = person.get("keypoints3d") if isinstance(person, dict) else None
+    array = np.asarray(values if values is not None else [], dtype=np.float32)
+    if array.shape != (NUM_KEYPOINTS, 4):
+        raise HumanDataError(f"{path}: expected [{{'id': 0, 'keypoints3d': 25 x [x, y, z, c]}}], got {array.shape}")
+    return array
+
+
+def body25_from_smpl_joints(joints: np.ndarray) -> np.ndarray:
+    """(25, 4) BODY_25 keypoints from the 24 SMPL joints; joints without an SMPL twin get confidence 0."""
+    out = np.zeros((NUM_KEYPOINTS, 4), dtype=np.float32)
+    for body25, smpl in BODY25_FROM_SMPL.items():
+        out[BODY25_NAMES.index(body25)] = (*joints[SMPL_JOINT_NAMES.index(smpl)], 1.0)
+    return out
+
+
+def clean_keypoints(keypoints: np.ndarray) -> np.ndarray:
+    """Keypoints whose confidence is 0 or whose values are not finite become (0, 0, ..., 0)."""
+    keypoints = keypoints.astype(np.float32, copy=True)
+    missing = ~np.isfinite(keypoints).all(-1) | ~(keypoints[..., -1] > 0)
+    keypoints[missing] = 0.0
+    return keypoints
+
+
+def bbox_from_points(points: np.ndarray, padding: float) -> Float[Tensor, "2 3"]:
+    """Axis-aligned (min, max) box of points, padded on every side."""
+    return torch.tensor(np.stack([points.min(0) - padding, points.max(0) + padding]), dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------- geometry
+
+
+def output_size(height: int, width: int, scale: float) -> Tuple[int, int]:
+    """Output (height, width) of an image resized by `scale`."""
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+def auto_image_scale(height: int, width: int) -> float:
+    """0.5 for images of 1024 px or more (the ZJU-MoCap convention), else 1.0."""
+    return 0.5 if max(height, width) >= AUTO_SCALE_MIN_SIZE else 1.0
+
+
+def build_rig(annots: Annots, original_hw: Tuple[int, int], image_scale: Optional[float]) -> CameraRig:
+    """The sequence's cameras at the output resolution (intrinsics in the module's pixel convention)."""
+    height, width = original_hw
+    scale = auto_image_scale(height, width) if image_scale is None else image_scale
+    if scale <= 0:
+        raise HumanDataError(f"image_scale must be positive, got {scale}")
+    out_h, out_w = output_size(height, width, scale)
+    intrinsics = annots.K.copy()
+    intrinsics[:, :2, 2] += 0.5
+    intrinsics[:, 0, :] *= out_w / width
+    intrinsics[:, 1, :] *= out_h / height
+    world_to_camera = np.concatenate([annots.R, annots.T[:, :, None]], axis=2)
+    return CameraRig(
+        names=annots.camera_names,
+        intrinsics=torch.tensor(intrinsics, dtype=torch.float32),
+        world_to_camera=torch.tensor(world_to_camera, dtype=torch.float32),
+        distortion=torch.tensor(annots.D, dtype=torch.float32),
+        original_intrinsics=torch.tensor(annots.K, dtype=torch.float32),
+        height=out_h,
+        width=out_w,
+        original_height=height,
+        original_width=width,
+    )
+
+
+def undistort_keypoints(
+    keypoints: Float[np.ndarray, "J 3"], K: Float[np.ndarray, "3 3"], D: Float[np.ndarray, "5"], scale_xy: np.ndarray
+) -> Float[np.ndarray, "J 3"]:
+    """Keypoints in original distorted OpenCV pixels -> undistorted output pixels; missing ones stay missing."""
+    keypoints = clean_keypoints(keypoints)
+    valid = keypoints[:, 2] > 0
+    if valid.any():
+        points = keypoints[valid, :2].astype(np.float64).reshape(-1, 1, 2)
+        if np.any(D != 0):
+            criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-8)
+            points = cv2.undistortPointsIter(points, K, D, None, K, criteria)
+        keypoints[valid, :2] = (points.reshape(-1, 2) + 0.5) * scale_xy
+    return keypoints
+
+
+def project_keypoints(
+    keypoints3d: Float[np.ndarray, "J 4"], intrinsics: np.ndarray, world_to_camera: np.ndarray, hw: Tuple[int, int]
+) -> Float[np.ndarray, "J 3"]:
+    """World keypoints projected into an undistorted output view; behind the camera or outside: missing."""
+    keypoints3d = clean_keypoints(keypoints3d)
+    cam = keypoints3d[:, :3] @ world_to_camera[:, :3].T + world_to_camera[:, 3]
+    depth = cam[:, 2]
+    uv = cam @ intrinsics.T
+    uv = uv[:, :2] / np.where(np.abs(depth) > 1e-9, depth, 1e-9)[:, None]
+    inside = (depth > 1e-6) & (uv[:, 0] >= 0) & (uv[:, 0] < hw[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < hw[0])
+    keep = inside & (keypoints3d[:, 3] > 0)
+    out = np.zeros((len(keypoints3d), 3), dtype=np.float32)
+    out[keep, :2] = uv[keep]
+    out[keep, 2] = keypoints3d[keep, 3]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ subjects
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a sequence is read into catalog records."""
+
+    mask_mode: MaskMode = "union"
+    image_scale: Optional[float] = None
+    """Output/original resolution; None: 0.5 for images of 1024 px or more, else 1.0."""
+    bbox_padding: float = 0.1
+    """Metres added on every side of the SMPL vertices' box."""
+
+
+def read_subject(
+    annots: Annots,
+    split: Literal["train", "test"],
+    source_cameras: Sequence[int],
+    target_cameras: Sequence[int],
+    frame_indices: Sequence[int],
+    view_cameras: Sequence[int],
+    options: ReadOptions = ReadOptions(),
+    problems: ProblemSink = None,
+    advance: Optional[Callable[[], None]] = None,
+    name: Optional[str] = None,
+) -> SubjectRecord:
+    """Catalog record of one sequence: rig, frames (paths, bbox, SMPL, keypoints); no image is decoded.
+
+    `view_cameras` are the cameras whose images must exist (checked for every selected frame). With a
+    problem list, broken frames are reported there and left out instead of raising.
+    """
+    root = annots.root
+    for role, cameras in (("source", source_cameras), ("target", target_cameras), ("view", view_cameras)):
+        bad = [c for c in cameras if not 0 <= c < annots.num_cameras]
+        if bad:
+            raise HumanDataError(
+                f"{annots.path}: {role} camera indices {bad} out of range: the sequence has {annots.num_cameras} "
+                f"cameras (0..{annots.num_cameras - 1})"
+            )
+    if not frame_indices:
+        raise HumanDataError(f"{annots.path}: no frame selected (the sequence has {annots.num_frames} frames)")
+    layout = SequenceLayout.detect(root)
+    masks, warning = mask_folders(layout, options.mask_mode)
+    if warning:
+        CONSOLE.print(f"[yellow]Warning: {warning}")
+    rig = build_rig(annots, original_size(annots, frame_indices, view_cameras), options.image_scale)
+    source = keypoint_source(annots, layout)
+    frames = []
+    for index in frame_indices:
+        try:
+            frames.append(read_frame(annots, layout, rig, index, masks, source, view_cameras, options, problems))
+        except HumanDataError as err:
+            report(err, problems)
+        if advance is not None:
+            advance()
+    return SubjectRecord(
+        name=name or root.name,
+        root=root,
+        rig=rig,
+        frames=frames,
+        split=split,
+        source_cameras=list(source_cameras),
+        target_cameras=list(target_cameras),
+        keypoint_source=source,
+    )
+
+
+def original_size(annots: Annots, frame_indices: Sequence[int], cameras: Sequence[int]) -> Tuple[int, int]:
+    """(height, width) of the original images, read from the headers of the first selected frame."""
+    sizes: Dict[Tuple[int, int], Path] = {}
+    for camera in cameras or range(annots.num_cameras):
+        rel = next((annots.ims[i][camera] for i in frame_indices if annots.ims[i][camera]), None)
+        path = annots.root / rel if rel else None
+        if path is not None and path.is_file():
+            sizes.setdefault(image_size(path), path)
+    if not sizes:
+        raise HumanDataError(f"{annots.path}: none of the selected images exists (cameras {list(cameras)})")
+    if len(sizes) > 1:
+        listing = ", ".join(f"{w}x{h} ({p})" for (h, w), p in sizes.items())
+        raise HumanDataError(f"{annots.root}: the cameras' images differ in size: {listing}")
+    return next(iter(sizes))
+
+
+def read_frame(
+    annots: Annots,
+    layout: SequenceLayout,
+    rig: CameraRig,
+    index: int,
+    masks: Sequence[str],
+    source: KeypointSource,
+    view_cameras: Sequence[int],
+    options: ReadOptions,
+    problems: ProblemSink = None,
+) -> FrameRecord:
+    """Catalog record of the frame at position `index` of annots['ims']."""
+    rels = annots.ims[index]
+    present = [r for r in rels if r]
+    if not present:
+        raise HumanDataError(f"{annots.path}: ims[{index}] has no image path")
+    frame_id = frame_number(present[0])
+    others = {r: frame_number(r) for r in present[1:]}
+    if any(n != frame_id for n in others.values()):
+        raise HumanDataError(
+            f"{annots.path}: ims[{index}] mixes frame numbers: {present[0]} is frame {frame_id} but "
+            f"{next(r for r, n in others.items() if n != frame_id)} is not"
+        )
+    root = layout.root
+    image_paths = [root / r if r else None for r in rels]
+    for camera in view_cameras:
+        path = image_paths[camera]
+        if path is None or not path.is_file():
+            where = path if path is not None else f"{annots.path} ims[{index}] camera {camera}"
+            report(HumanDataError(f"{where}: image listed in annots.npy does not exist"), problems)
+    stem = frame_stem(present[0], frame_id)
+    keypoints3d = _frame_keypoints3d(layout, frame_id, stem)
+    params = None
+    if layout.params_dir is not None:
+        params = load_smpl_params(root / layout.params_dir / f"{frame_id}.npy")
+    vertices_path = root / layout.vertices_dir / f"{frame_id}.npy" if layout.vertices_dir else None
+    return FrameRecord(
+        frame_id=frame_id,
+        image_paths=image_paths,
+        mask_paths=[[layout.mirror(m, r, ".png") for m in masks] if r else [] for r in rels],
+        densepose_paths=[layout.mirror("densepose", r, ".npz") if r and layout.densepose else None for r in rels],
+        bbox=_frame_bbox(layout, vertices_path, frame_id, keypoints3d, options.bbox_padding),
+        keypoints2d=_frame_keypoints2d(annots, layout, rig, index, source, keypoints3d),
+        keypoints3d=None if keypoints3d is None else torch.from_numpy(keypoints3d),
+        smpl_params=params,
+        vertices_path=vertices_path,
+    )
+
+
+def _frame_keypoints3d(layout: SequenceLayout, frame_id: int, stem: str) -> Optional[np.ndarray]:
+    """(25, 4) world keypoints: keypoints3d JSON, else SMPL joints mapped to BODY_25, else None."""
+    if layout.keypoints3d:
+        path = layout.root / "keypoints3d" / f"{stem}.json"
+        if path.is_file():
+            return clean_keypoints(read_keypoints3d_json(path))
+    if layout.joints3d:
+        path = layout.root / "joints3d" / f"{frame_id}.npy"
+        if path.is_file():
+            return body25_from_smpl_joints(load_points(path, "SMPL joints"))
+    return None
+
+
+def _frame_bbox(
+    layout: SequenceLayout, vertices_path: Optional[Path], frame_id: int, keypoints3d: Optional[np.ndarray], pad: float
+) -> Float[Tensor, "2 3"]:
+    if vertices_path is not None:
+        return bbox_from_points(load_points(vertices_path, "SMPL vertices"), pad)
+    if layout.joints3d and (layout.root / "joints3d" / f"{frame_id}.npy").is_file():
+        joints = load_points(layout.root / "joints3d" / f"{frame_id}.npy", "SMPL joints")
+        return bbox_from_points(joints, pad + JOINT_BBOX_MARGIN)
+    if keypoints3d is not None and (keypoints3d[:, 3] > 0).sum() >= 2:
+        return bbox_from_points(keypoints3d[keypoints3d[:, 3] > 0, :3].astype(np.float64), pad + JOINT_BBOX_MARGIN)
+    raise HumanDataError(
+        f"{layout.root}: frame {frame_id} has no body to bound: expected vertices/{frame_id}.npy (or new_vertices/), "
+        f"joints3d/{frame_id}.npy or a keypoints3d/ JSON"
+    )
+
+
+def _frame_keypoints2d(
+    annots: Annots,
+    layout: SequenceLayout,
+    rig: CameraRig,
+    index: int,
+    source: KeypointSource,
+    keypoints3d: Optional[np.ndarray],
+) -> Optional[Tensor]:
+    """(C, 25, 3) keypoints in undistorted output pixels from the sequence's keypoint source."""
+    if source == "none":
+        return None
+    num_cameras = annots.num_cameras
+    out = np.zeros((num_cameras, NUM_KEYPOINTS, 3), dtype=np.float32)
+    if source in ("keypoints3d-projected", "joints3d-projected"):
+        if keypoints3d is not None:
+            intrinsics, world_to_camera = rig.intrinsics.numpy(), rig.world_to_camera.numpy()
+            for camera in range(num_cameras):
+                out[camera] = project_keypoints(
+                    keypoints3d, intrinsics[camera], world_to_camera[camera], (rig.height, rig.width)
+                )
+        return torch.from_numpy(out)
+    scale_xy = np.array([rig.width / rig.original_width, rig.height / rig.original_height])
+    for camera in range(num_cameras):
+        if source == "annots-kpts2d":
+            raw = annots.kpts2d[index][camera] if annots.kpts2d[index] is not None else None
+        else:
+            rel = annots.ims[index][camera]
+            path = layout.mirror("keypoints2d", rel, ".json") if rel else None
+            raw = read_openpose_json(path) if path is not None and path.is_file() else None
+        if raw is not None:
+            out[camera] = undistort_keypoints(raw, annots.K[camera], annots.D[camera], scale_xy)
+    return torch.from_numpy(out)
+
+
+# ------------------------------------------------------------------------------------------------- views
+
+
+def image_size(path: Path) -> Tuple[int, int]:
+    """(height, width) of an image file, from its header only."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except FileNotFoundError as err:
+        raise HumanDataError(f"{path}: image not found") from err
+    except (UnidentifiedImageError, OSError) as err:
+        raise HumanDataError(f"{path}: not a readable image ({err})") from err
+    return height, width
+
+
+def _decode(path: Path, flags: int, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise HumanDataError(f"{path}: {what} not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    decoded = cv2.imdecode(data, flags) if data.size else None
+    if decoded is None:
+        raise HumanDataError(f"{path}: cannot decode the {what} (corrupt or not an image)")
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:].tobytes():
+        raise HumanDataError(f"{path}: truncated JPEG {what} (no end-of-image marker)")
+    return decoded
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB image at the original resolution."""
+    return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """(H, W) bool foreground of a mask file holding 0/1 or 0/255."""
+    mask = _decode(path, cv2.IMREAD_UNCHANGED, "mask")
+    if mask.ndim == 3:
+        mask = mask[..., :3].max(axis=-1)
+    return mask > (127 if mask.max() > 1 else 0)
+
+
+def read_densepose(path: Path) -> Tuple[np.ndarray, np.ndarray]:
+    """(H, W, D) float32 embedding and (H, W) bool mask of a dense-pose file."""
+    try:
+        with np.load(path) as data:
+            embedding = np.asarray(data["embedding"], dtype=np.float32)
+            mask = np.asarray(data["mask"]) > 0
+    except (OSError, KeyError, ValueError) as err:
+        raise HumanDataError(f"{path}: cannot read dense pose (expected npz with 'embedding', 'mask'): {err}") from err
+    if embedding.ndim != 3 or mask.shape != embedding.shape[:2]:
+        raise HumanDataError(f"{path}: dense pose embedding {embedding.shape} and mask {mask.shape} disagree")
+    return embedding, mask
+
+
+def check_size(path: Path, hw: Tuple[int, int], rig: CameraRig) -> None:
+    """Error unless a file's resolution is the sequence's original one."""
+    if tuple(hw) != (rig.original_height, rig.original_width):
+        raise HumanDataError(
+            f"{path}: size {hw[1]}x{hw[0]} differs from the sequence's other images "
+            f"({rig.original_width}x{rig.original_height})"
+        )
+
+
+_MAPS: "OrderedDict[bytes, Tuple[np.ndarray, np.ndarray]]" = OrderedDict()
+_MAPS_MAX = 8
+
+
+def _undistort_maps(rig: CameraRig, camera: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """cv2.remap maps equivalent to cv2.undistort(img, K, D) (K kept), cached; None without distortion."""
+    K = rig.original_intrinsics[camera].double().numpy()
+    D = rig.distortion[camera].double().numpy()
+    if not np.any(D):
+        return None
+    key = K.tobytes() + D.tobytes() + bytes(f"{rig.original_height}x{rig.original_width}", "ascii")
+    if key not in _MAPS:
+        size = (rig.original_width, rig.original_height)
+        _MAPS[key] = cv2.initUndistortRectifyMap(K, D, None, K, size, cv2.CV_32FC1)
+        while len(_MAPS) > _MAPS_MAX:
+            _MAPS.popitem(last=False)
+    _MAPS.move_to_end(key)
+    return _MAPS[key]
+
+
+def _remap(array: np.ndarray, maps: Tuple[np.ndarray, np.ndarray], interp: int) -> np.ndarray:
+    """cv2.remap over any number of channels (it takes at most 4 at a time)."""
+    if array.ndim == 2 or array.shape[2] <= 4:
+        out = cv2.remap(array, maps[0], maps[1], interp, borderMode=cv2.BORDER_CONSTANT)
+        return out.reshape(*out.shape[:2], *array.shape[2:])
+    return np.concatenate([_remap(array[..., i : i + 4], maps, interp) for i in range(0, array.shape[2], 4)], -1)
+
+
+def to_output(array: np.ndarray, rig: CameraRig, camera: int, nearest: bool) -> np.ndarray:
+    """Undistort (K kept) at the original resolution, then resize to the output resolution."""
+    maps = _undistort_maps(rig, camera)
+    if maps is not None:
+        array = _remap(array, maps, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+    if array.shape[:2] != (rig.height, rig.width):
+        resized = cv2.resize(
+            array, (rig.width, rig.height), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+        )
+        array = resized.reshape(rig.height, rig.width, *array.shape[2:])
+    return array
+
+
+def load_view(subject: SubjectRecord, frame: FrameRecord, camera: int) -> ViewData:
+    """Decoded, undistorted and resized image, mask, keypoints and dense pose of one view (the ViewLoader)."""
+    rig = subject.rig
+    path = frame.image_paths[camera]
+    if path is None:
+        raise HumanDataError(f"{subject.root}: frame {frame.frame_id} has no image for camera {rig.names[camera]}")
+    image = read_image(path)
+    check_size(path, image.shape[:2], rig)
+    image = to_output(image, rig, camera, nearest=False)
+    original_hw = (rig.original_height, rig.original_width)
+    masks = []
+    for mask_path in frame.mask_paths[camera]:
+        masks.append(read_mask(mask_path))
+        check_size(mask_path, masks[-1].shape, rig)
+    if masks:
+        mask = to_output(resolve_mask(masks, original_hw).astype(np.uint8), rig, camera, nearest=True) > 0
+    else:
+        mask = resolve_mask([], (rig.height, rig.width))
+    densepose = densepose_mask = None
+    densepose_path = frame.densepose_paths[camera]
+    if densepose_path is not None and densepose_path.is_file():
+        embedding, dp_mask = read_densepose(densepose_path)
+        check_size(densepose_path, dp_mask.shape, rig)
+        densepose = torch.from_numpy(to_output(embedding, rig, camera, nearest=True))
+        densepose_mask = torch.from_numpy(to_output(dp_mask.astype(np.uint8), rig, camera, nearest=True) > 0)
+    return ViewData(
+        image=torch.from_numpy(image).float() / 255.0,
+        mask=torch.from_numpy(np.ascontiguousarray(mask)),
+        keypoints2d=None if frame.keypoints2d is None else frame.keypoints2d[camera],
+        densepose=densepose,
+        densepose_mask=densepose_mask,
+    )
+
+
+def check_view(subject: SubjectRecord, frame: FrameRecord, camera: int, decode: bool) -> List[HumanDataError]:
+    """Problems of one view's files: headers only, or full decodes with `decode` (same readers as load_view)."""
+    rig = subject.rig
+    problems: List[HumanDataError] = []
+    files = [(frame.image_paths[camera], read_image)] + [(p, read_mask) for p in frame.mask_paths[camera]]
+    for path, reader in files:
+        if path is None:
+            continue
+        try:
+            hw = reader(path).shape[:2] if decode else image_size(path)
+            check_size(path, hw, rig)
+        except HumanDataError as err:
+            problems.append(err)
+    densepose_path = frame.densepose_paths[camera]
+    if decode and densepose_path is not None and densepose_path.is_file():
+        try:
+            check_size(densepose_path, read_densepose(densepose_path)[1].shape, rig)
+        except HumanDataError as err:
+            problems.append(err)
+    return problems
