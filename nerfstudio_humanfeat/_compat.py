@@ -16,6 +16,6 @@ def allow_numpy_in_checkpoints() -> None:
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
     if add_safe_globals is None:
         return
-    numpy_core = getattr(np, "_core", None) or np.core
+    numpy_core = np._core if int(np.__version__.split(".")[0]) >= 2 else np.core
     dtype_classes = {type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}
     add_safe_globals([numpy_core.multiarray.scalar, np.dtype, *dtype_classes])

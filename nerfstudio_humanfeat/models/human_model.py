@@ -7,6 +7,7 @@ This base finds the source views for training batches, evaluation cameras, rende
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,24 @@ class HumanFeatureModelConfig(ModelConfig):
     """Masked-metric protocol: 'enerf' (projected SMPL box polygon) or 'neuralbody'."""
 
 
+RENDER_FRAME_ENV = "HUMANFEAT_FRAME"
+"""Environment variable choosing the subject/frame of cameras that carry none (ns-render interpolate/spiral)."""
+
+
+def default_render_frame(catalog: HumanCatalog, spec: Optional[str]) -> Tuple[str, int, bool]:
+    """(subject name, frame index, explicitly chosen) from a 'subject[:frame]' spec or the first test subject."""
+    names = [s.name for s in catalog.subjects]
+    if spec:
+        name, _, frame = spec.partition(":")
+        if name not in names:
+            raise ValueError(f"${RENDER_FRAME_ENV}={spec!r}: unknown subject {name!r}; subjects are {names}")
+        if frame and not frame.isdigit():
+            raise ValueError(f"${RENDER_FRAME_ENV}={spec!r}: the frame must be an index, e.g. {name}:0")
+        return name, int(frame or 0), True
+    test = [s.name for s in catalog.subjects if s.split == "test"]
+    return (test or names)[0], 0, False
+
+
 class HumanFeatureModel(Model):
     """Generalizable NeRF conditioned on source views that renders colour, depth, joint heatmaps and dense pose."""
 
@@ -86,13 +105,15 @@ class HumanFeatureModel(Model):
         self._add_viewer_elements()
 
     def _add_viewer_elements(self) -> None:
+        """Subject/frame pickers; defaults from $HUMANFEAT_FRAME ('subject' or 'subject:frame'), else a test subject."""
         names = [s.name for s in self.catalog.subjects]
         max_frames = max(len(s.frames) for s in self.catalog.subjects)
+        subject, frame, picked = default_render_frame(self.catalog, os.environ.get(RENDER_FRAME_ENV))
         self.viewer_pick_frame = ViewerCheckbox(
-            "Pick subject/frame here (else: time slider)", False, hint="Render this subject and frame"
+            "Pick subject/frame here", picked, hint="Unchecked: the time slider walks through all subjects and frames"
         )
-        self.viewer_subject = ViewerDropdown("Subject", names[0], names)
-        self.viewer_frame = ViewerSlider("Frame", 0, 0, max(max_frames - 1, 1), 1)
+        self.viewer_subject = ViewerDropdown("Subject", subject, names)
+        self.viewer_frame = ViewerSlider("Frame", frame, 0, max(max_frames - 1, 1), 1)
 
     # ---------------------------------------------------------------- conditioning, implemented by methods
     @abstractmethod
