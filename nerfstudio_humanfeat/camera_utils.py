@@ -62,3 +62,14 @@ def cameras_from_opencv(
         width=width,
         **kwargs,
     )
+
+
+def look_at_world_to_camera(
+    eye: Float[Tensor, "3"], target: Float[Tensor, "3"], up: Float[Tensor, "3"] = torch.tensor([0.0, 0.0, 1.0])
+) -> Float[Tensor, "3 4"]:
+    """OpenCV world-to-camera of a camera at `eye` looking at `target`, with `up` pointing up in the image."""
+    forward = torch.nn.functional.normalize(target - eye, dim=0)
+    right = torch.nn.functional.normalize(torch.linalg.cross(forward, up.to(eye)), dim=0)
+    down = torch.linalg.cross(forward, right)
+    rotation = torch.stack([right, down, forward])
+    return torch.cat([rotation, (-rotation @ eye)[:, None]], dim=1)

@@ -10,6 +10,7 @@ import torch
 from nerfstudio_humanfeat.camera_utils import (
     cameras_from_opencv,
     invert_rigid,
+    look_at_world_to_camera,
     opencv_from_cameras,
     opencv_w2c_from_opengl_c2w,
     opengl_c2w_from_opencv_w2c,
@@ -19,17 +20,8 @@ from nerfstudio_humanfeat.data.ray_sampling import sample_patches, sample_view_p
 from nerfstudio_humanfeat.pipelines.human_pipeline import aggregate_metrics
 
 
-def look_at_w2c(center: torch.Tensor, target: torch.Tensor = torch.zeros(3)) -> torch.Tensor:
-    """OpenCV world-to-camera of a camera at `center` looking at `target`, z up in the world."""
-    forward = torch.nn.functional.normalize(target - center, dim=0)
-    right = torch.nn.functional.normalize(torch.linalg.cross(forward, torch.tensor([0.0, 0.0, 1.0])), dim=0)
-    down = torch.linalg.cross(forward, right)
-    rot = torch.stack([right, down, forward])
-    return torch.cat([rot, (-rot @ center)[:, None]], dim=1)
-
-
 def ring_c2w(num: int, radius: float = 3.0) -> torch.Tensor:
-    w2c = [look_at_w2c(torch.tensor([radius * math.cos(a), radius * math.sin(a), 1.0])) for a in
+    w2c = [look_at_world_to_camera(torch.tensor([radius * math.cos(a), radius * math.sin(a), 1.0]), torch.zeros(3)) for a in
            torch.arange(num) * 2 * math.pi / num]  # fmt: skip
     return invert_rigid(torch.stack(w2c))
 
@@ -71,7 +63,7 @@ def test_patches_are_contiguous_squares_inside_the_image():
 
 
 def test_nerfstudio_cameras_round_trip_opencv_and_rays_hit_the_projected_point():
-    w2c = look_at_w2c(torch.tensor([2.5, -1.0, 1.2]))[None]
+    w2c = look_at_world_to_camera(torch.tensor([2.5, -1.0, 1.2]), torch.zeros(3))[None]
     intrinsics = torch.tensor([[[100.0, 0.0, 40.0], [0.0, 110.0, 30.0], [0.0, 0.0, 1.0]]])
     assert torch.allclose(opencv_w2c_from_opengl_c2w(opengl_c2w_from_opencv_w2c(w2c)), w2c, atol=1e-6)
     cameras = cameras_from_opencv(intrinsics, w2c, height=60, width=80)

@@ -13,14 +13,14 @@ from functools import cached_property
 from typing import Dict, Iterator, List, Literal, Tuple, Type, Union
 
 import torch
-
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
+
 from nerfstudio_humanfeat.data.catalog import HumanCatalog
-from nerfstudio_humanfeat.data.datasets.human_dataset import HumanViewDataset
 from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocapDataParserConfig
+from nerfstudio_humanfeat.data.datasets.human_dataset import HumanViewDataset
 from nerfstudio_humanfeat.data.ray_sampling import sample_patches, sample_view_pixels
 from nerfstudio_humanfeat.keypoints import heatmap_targets
 from nerfstudio_humanfeat.metrics import enerf_bbox_mask
@@ -44,8 +44,8 @@ class HumanDataManagerConfig(DataManagerConfig):
     """Source views per training step, drawn uniformly in [min, max] (ENeRF/GHNeRF: 2-3)."""
     heatmap_sigma: float = 3.0
     """Standard deviation of the Gaussian joint heatmap targets, in output pixels."""
-    box_padding: float = 0.1
-    """Padding (m) of the SMPL box whose projection bounds where rays are sampled (ENeRF: 0.1)."""
+    box_padding: float = 0.0
+    """Extra padding (m) of the frame's box (already padded by the dataparser) where rays are sampled."""
     seed: int = 42
 
 
