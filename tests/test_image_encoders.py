@@ -19,6 +19,7 @@ from nerfstudio_humanfeat.model_components.image_encoders import (
     build_human_encoder,
     load_pretrained_weights,
 )
+from nerfstudio_humanfeat.model_components.projection import pixel_centres
 
 LOGGER = image_encoders.__name__
 
@@ -83,6 +84,18 @@ def test_dino_block_numbering_matches_timm_last_block(tmp_path):
         reference = vit.forward_features(encoder.normalise(images))[:, 1:]
         ours = encoder(images)
     torch.testing.assert_close(ours.flatten(2).transpose(1, 2), reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("height,width,stride", [(64, 48, 8), (60, 44, 8), (50, 38, 16)])
+def test_padded_feature_maps_are_restricted_to_the_image_extent(height, width, stride):
+    padded_size = (-(-height // stride) * stride, -(-width // stride) * stride)
+    padded_grid = pixel_centres(padded_size[0] // stride, padded_size[1] // stride, padded_size)
+    cropped = image_encoders._crop_to_image(padded_grid.permute(2, 0, 1)[None], padded_size, (height, width), stride)
+    out_h, out_w = -(-height // stride), -(-width // stride)
+    assert cropped.shape == (1, 2, out_h, out_w)
+    expected = pixel_centres(out_h, out_w, (height, width)).permute(2, 0, 1)
+    interior = (slice(None), slice(1, -1), slice(1, -1))
+    torch.testing.assert_close(cropped[0][interior], expected[interior], atol=1e-4, rtol=0)
 
 
 def test_freeze_switch():

@@ -17,8 +17,9 @@ def _axis_terms(
     origins: Float[Tensor, "*bs 3"], directions: Float[Tensor, "*bs 3"], world_to_camera: Float[Tensor, "3 4"]
 ) -> Tuple[Float[Tensor, "*bs 1"], Float[Tensor, "*bs 1"]]:
     """Camera z of the origin and z-rate along the direction: z(t) = z0 + t * rate."""
-    axis = world_to_camera[2, :3].to(origins.dtype)
-    z0 = (origins * axis).sum(dim=-1, keepdim=True) + world_to_camera[2, 3].to(origins.dtype)
+    world_to_camera = world_to_camera.to(origins)
+    axis = world_to_camera[2, :3]
+    z0 = (origins * axis).sum(dim=-1, keepdim=True) + world_to_camera[2, 3]
     rate = (directions * axis).sum(dim=-1, keepdim=True)
     rate = torch.where(rate.abs() < AXIS_EPS, torch.full_like(rate, AXIS_EPS), rate)
     return z0, rate
@@ -56,6 +57,7 @@ def ray_aabb_near_far(
 
     ``near`` is clamped at 0 (origins inside the box get near = 0). Missed rays get far = near (an empty interval).
     """
+    aabb = aabb.to(origins)
     small = directions.abs() < AXIS_EPS
     safe = torch.where(small, torch.where(directions < 0, -AXIS_EPS, AXIS_EPS), directions)
     inv = 1.0 / safe
