@@ -100,12 +100,11 @@ def find_peak(
 
     Gaussian filter, threshold to a binary map, connected regions; the region with the highest peak wins and its
     peak element is the keypoint, optionally refined below the grid ("quadratic": log-parabola per axis around
-    the peak; "centroid": value-weighted centroid of the region). Confidence = the smoothed peak value.
-    None when no element exceeds the threshold.
+    the peak; "centroid": value-weighted centroid of the region). Confidence = the unfiltered value at the peak
+    element (as OpenPose scores peaks). None when no smoothed element exceeds the threshold.
     """
-    smoothed = field.astype(np.float64)
-    if filter_sigma > 0:
-        smoothed = ndimage.gaussian_filter(smoothed, filter_sigma, mode="constant")
+    raw = field.astype(np.float64)
+    smoothed = ndimage.gaussian_filter(raw, filter_sigma, mode="constant") if filter_sigma > 0 else raw
     regions, count = ndimage.label(smoothed > threshold)
     if count == 0:
         return None
@@ -117,7 +116,7 @@ def find_peak(
         position = position + _refine_quadratic(smoothed, peak)
     elif refine == "centroid":
         position = np.asarray(ndimage.center_of_mass(smoothed, regions, best), dtype=np.float64)
-    return position, float(smoothed[peak])
+    return position, float(raw[peak])
 
 
 def _extract(
@@ -209,8 +208,9 @@ def draw_skeleton(
     radius = radius or 2 * thickness
     kps = torch.as_tensor(keypoints, dtype=torch.float32).cpu()
     present = keypoint_valid(kps).tolist()
-    shift = 4
-    points = [tuple(int(round(v * (1 << shift))) for v in row) for row in (kps[:, :2] - pixel_center).tolist()]
+    shift = 4  # cv2 fixed-point bits: sub-pixel positions
+    fixed = torch.nan_to_num((kps[:, :2] - pixel_center) * (1 << shift)).round().long().tolist()
+    points = [tuple(row) for row in fixed]
     for first, second in limbs:
         if present[first] and present[second]:
             cv2.line(canvas, points[first], points[second], colors[second], thickness, cv2.LINE_AA, shift)

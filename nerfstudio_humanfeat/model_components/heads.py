@@ -60,8 +60,8 @@ class ColorHead(nn.Module):
 
     Args:
         in_dim: channels of V_NeRF.
-        direction_encoding: encodes unit view directions (e.g. nerfstudio's ``SHEncoding``); None feeds the raw
-            3D direction.
+        direction_encoding: encodes the directions given to ``forward`` (e.g. nerfstudio's ``SHEncoding``: its torch
+            implementation takes unit vectors, its tcnn one expects them mapped to [0, 1]); None feeds them raw.
         hidden_dim: width of the hidden layer.
     """
 
