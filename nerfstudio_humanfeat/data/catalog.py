@@ -31,12 +31,14 @@ class CameraRig:
     names: List[str]
     """Camera folder names, in the order of annots['cams']."""
     intrinsics: Float[Tensor, "C 3 3"]
-    """Pinhole intrinsics at the output resolution (images are undistorted to these)."""
+    """Pinhole intrinsics at the output resolution (images are undistorted to these). Pixel (0, 0) covers
+    [0, 1) x [0, 1): pixel centres sit at integer + 0.5, as in nerfstudio (OpenCV's K plus 0.5, then scaled)."""
     world_to_camera: Float[Tensor, "C 3 4"]
     """OpenCV world-to-camera transforms, metres."""
     distortion: Float[Tensor, "C 5"]
     """Distortion coefficients of the original images (k1, k2, p1, p2, k3)."""
     original_intrinsics: Float[Tensor, "C 3 3"]
+    """K of the original, distorted images exactly as in annots.npy (OpenCV: pixel centres at integers)."""
     height: int
     width: int
     original_height: int
@@ -76,6 +78,7 @@ class FrameRecord:
     keypoints3d: Optional[Float[Tensor, "J 4"]] = None
     """World-space 3D keypoints with confidence (0 = missing)."""
     smpl_params: Optional[dict] = None
+    """ZJU SMPL fit (new_params/ preferred): float32 tensors poses (72,), Rh (3,), Th (3,), shapes (10,)."""
     vertices_path: Optional[Path] = None
 
 

@@ -445,7 +445,7 @@ class ReadOptions:
     mask_mode: MaskMode = "union"
     image_scale: Optional[float] = None
     """Output/original resolution; None: 0.5 for images of 1024 px or more, else 1.0."""
-    bbox_padding: float = 0.1
+    bbox_padding: float = 0.05
     """Metres added on every side of the SMPL vertices' box."""
 
 
@@ -479,8 +479,8 @@ def read_subject(
     layout = SequenceLayout.detect(root)
     masks, warning = mask_folders(layout, options.mask_mode)
     if warning:
-        CONSOLE.print(f"[yellow]Warning: {warning}")
-    rig = build_rig(annots, original_size(annots, frame_indices, view_cameras), options.image_scale)
+        CONSOLE.print(f"Warning: {warning}", style="yellow", markup=False, soft_wrap=True)
+    rig = build_rig(annots, original_size(annots, frame_indices, view_cameras, problems), options.image_scale)
     source = keypoint_source(annots, layout)
     frames = []
     for index in frame_indices:
@@ -502,16 +502,21 @@ def read_subject(
     )
 
 
-def original_size(annots: Annots, frame_indices: Sequence[int], cameras: Sequence[int]) -> Tuple[int, int]:
+def original_size(
+    annots: Annots, frame_indices: Sequence[int], cameras: Sequence[int], problems: ProblemSink = None
+) -> Tuple[int, int]:
     """(height, width) of the original images, read from the headers of the first selected frame."""
     sizes: Dict[Tuple[int, int], Path] = {}
     for camera in cameras or range(annots.num_cameras):
         rel = next((annots.ims[i][camera] for i in frame_indices if annots.ims[i][camera]), None)
         path = annots.root / rel if rel else None
         if path is not None and path.is_file():
-            sizes.setdefault(image_size(path), path)
+            try:
+                sizes.setdefault(image_size(path), path)
+            except HumanDataError as err:
+                report(err, problems)
     if not sizes:
-        raise HumanDataError(f"{annots.path}: none of the selected images exists (cameras {list(cameras)})")
+        raise HumanDataError(f"{annots.path}: none of the selected images is readable (cameras {list(cameras)})")
     if len(sizes) > 1:
         listing = ", ".join(f"{w}x{h} ({p})" for (h, w), p in sizes.items())
         raise HumanDataError(f"{annots.root}: the cameras' images differ in size: {listing}")
@@ -534,12 +539,16 @@ def read_frame(
     present = [r for r in rels if r]
     if not present:
         raise HumanDataError(f"{annots.path}: ims[{index}] has no image path")
-    frame_id = frame_number(present[0])
-    others = {r: frame_number(r) for r in present[1:]}
-    if any(n != frame_id for n in others.values()):
+    try:
+        numbers = {r: frame_number(r) for r in present}
+    except HumanDataError as err:
+        raise HumanDataError(f"{annots.path}: ims[{index}]: {err}") from err
+    frame_id = numbers[present[0]]
+    odd = next((r for r, n in numbers.items() if n != frame_id), None)
+    if odd is not None:
         raise HumanDataError(
-            f"{annots.path}: ims[{index}] mixes frame numbers: {present[0]} is frame {frame_id} but "
-            f"{next(r for r, n in others.items() if n != frame_id)} is not"
+            f"{annots.path}: ims[{index}] mixes frame numbers: {present[0]} is frame {frame_id}, "
+            f"{odd} is frame {numbers[odd]}"
         )
     root = layout.root
     image_paths = [root / r if r else None for r in rels]
@@ -548,8 +557,9 @@ def read_frame(
         if path is None or not path.is_file():
             where = path if path is not None else f"{annots.path} ims[{index}] camera {camera}"
             report(HumanDataError(f"{where}: image listed in annots.npy does not exist"), problems)
-    stem = frame_stem(present[0], frame_id)
-    keypoints3d = _frame_keypoints3d(layout, frame_id, stem)
+    joints_path = root / "joints3d" / f"{frame_id}.npy"
+    joints = load_points(joints_path, "SMPL joints") if layout.joints3d and joints_path.is_file() else None
+    keypoints3d = _frame_keypoints3d(layout, frame_stem(present[0], frame_id), joints)
     params = None
     if layout.params_dir is not None:
         params = load_smpl_params(root / layout.params_dir / f"{frame_id}.npy")
@@ -559,7 +569,7 @@ def read_frame(
         image_paths=image_paths,
         mask_paths=[[layout.mirror(m, r, ".png") for m in masks] if r else [] for r in rels],
         densepose_paths=[layout.mirror("densepose", r, ".npz") if r and layout.densepose else None for r in rels],
-        bbox=_frame_bbox(layout, vertices_path, frame_id, keypoints3d, options.bbox_padding),
+        bbox=_frame_bbox(layout, frame_id, vertices_path, joints, keypoints3d, options.bbox_padding),
         keypoints2d=_frame_keypoints2d(annots, layout, rig, index, source, keypoints3d),
         keypoints3d=None if keypoints3d is None else torch.from_numpy(keypoints3d),
         smpl_params=params,
@@ -567,26 +577,26 @@ def read_frame(
     )
 
 
-def _frame_keypoints3d(layout: SequenceLayout, frame_id: int, stem: str) -> Optional[np.ndarray]:
+def _frame_keypoints3d(layout: SequenceLayout, stem: str, joints: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """(25, 4) world keypoints: keypoints3d JSON, else SMPL joints mapped to BODY_25, else None."""
-    if layout.keypoints3d:
-        path = layout.root / "keypoints3d" / f"{stem}.json"
-        if path.is_file():
-            return clean_keypoints(read_keypoints3d_json(path))
-    if layout.joints3d:
-        path = layout.root / "joints3d" / f"{frame_id}.npy"
-        if path.is_file():
-            return body25_from_smpl_joints(load_points(path, "SMPL joints"))
-    return None
+    path = layout.root / "keypoints3d" / f"{stem}.json"
+    if layout.keypoints3d and path.is_file():
+        return clean_keypoints(read_keypoints3d_json(path))
+    return None if joints is None else body25_from_smpl_joints(joints)
 
 
 def _frame_bbox(
-    layout: SequenceLayout, vertices_path: Optional[Path], frame_id: int, keypoints3d: Optional[np.ndarray], pad: float
+    layout: SequenceLayout,
+    frame_id: int,
+    vertices_path: Optional[Path],
+    joints: Optional[np.ndarray],
+    keypoints3d: Optional[np.ndarray],
+    pad: float,
 ) -> Float[Tensor, "2 3"]:
+    """Padded box of the SMPL vertices, else of the joints or 3D keypoints (padded more: they lie inside)."""
     if vertices_path is not None:
         return bbox_from_points(load_points(vertices_path, "SMPL vertices"), pad)
-    if layout.joints3d and (layout.root / "joints3d" / f"{frame_id}.npy").is_file():
-        joints = load_points(layout.root / "joints3d" / f"{frame_id}.npy", "SMPL joints")
+    if joints is not None:
         return bbox_from_points(joints, pad + JOINT_BBOX_MARGIN)
     if keypoints3d is not None and (keypoints3d[:, 3] > 0).sum() >= 2:
         return bbox_from_points(keypoints3d[keypoints3d[:, 3] > 0, :3].astype(np.float64), pad + JOINT_BBOX_MARGIN)
@@ -633,15 +643,15 @@ def _frame_keypoints2d(
 # ------------------------------------------------------------------------------------------------- views
 
 
-def image_size(path: Path) -> Tuple[int, int]:
+def image_size(path: Path, what: str = "image") -> Tuple[int, int]:
     """(height, width) of an image file, from its header only."""
     try:
         with Image.open(path) as image:
             width, height = image.size
     except FileNotFoundError as err:
-        raise HumanDataError(f"{path}: image not found") from err
+        raise HumanDataError(f"{path}: {what} not found") from err
     except (UnidentifiedImageError, OSError) as err:
-        raise HumanDataError(f"{path}: not a readable image ({err})") from err
+        raise HumanDataError(f"{path}: not a readable {what} ({err})") from err
     return height, width
 
 
@@ -771,12 +781,13 @@ def check_view(subject: SubjectRecord, frame: FrameRecord, camera: int, decode: 
     """Problems of one view's files: headers only, or full decodes with `decode` (same readers as load_view)."""
     rig = subject.rig
     problems: List[HumanDataError] = []
-    files = [(frame.image_paths[camera], read_image)] + [(p, read_mask) for p in frame.mask_paths[camera]]
-    for path, reader in files:
+    files = [(frame.image_paths[camera], read_image, "image")]
+    files += [(p, read_mask, "mask") for p in frame.mask_paths[camera]]
+    for path, reader, what in files:
         if path is None:
             continue
         try:
-            hw = reader(path).shape[:2] if decode else image_size(path)
+            hw = reader(path).shape[:2] if decode else image_size(path, what)
             check_size(path, hw, rig)
         except HumanDataError as err:
             problems.append(err)

@@ -65,8 +65,8 @@ class ZJUMocapDataParserConfig(DataParserConfig):
     """Output/original resolution; None: 0.5 for originals of 1024 px or more (ZJU: 1024 -> 512), else 1.0."""
     mask_mode: MaskMode = "union"
     """Foreground mask: 'mask', 'mask_cihp', their 'union' (KeypointNeRF), or 'none' (all foreground)."""
-    bbox_padding: float = 0.1
-    """Metres added around each frame's SMPL vertices for its box (ENeRF, which GHNeRF builds on: 0.1)."""
+    bbox_padding: float = 0.05
+    """Metres added around each frame's SMPL vertices for its box (Neural Body, KeypointNeRF: 0.05)."""
     train_targets: Literal["target", "all"] = "target"
     """Training views: the target cameras of the training subjects, or all their cameras."""
     eval_max_views: Optional[int] = None
@@ -89,7 +89,7 @@ class SplitPlan:
     frame_end: Optional[int]
     frame_stride: int
     origin: str
-    """Where the subjects came from: 'config', 'splits.json' or 'GHNeRF defaults'."""
+    """Where the subjects came from: 'config', 'splits.json', 'GHNeRF defaults' or 'none' (no subject)."""
 
     def cameras_of(self, num_cameras: int) -> Tuple[List[int], List[int]]:
         """(source, target) camera indices of a subject with `num_cameras` cameras."""
@@ -133,6 +133,8 @@ def resolve_split(config: ZJUMocapDataParserConfig, sequences: Dict[str, Path]) 
     frames = splits.get("frames") or {}
     train, test, origin = _subjects(config, splits, sequences)
     for name in train + test:
+        if name not in sequences and (config.data / name).is_dir():
+            load_annots(config.data / name / "annots.npy")  # raises, naming the missing or broken file
         if name not in sequences:
             available = ", ".join(sequences) or "none"
             raise HumanDataError(
@@ -169,14 +171,11 @@ def _subjects(
     train = [n for n in GHNERF_TRAIN if n in sequences]
     test = [n for n in GHNERF_TEST if n in sequences]
     if not train and not test:
-        raise HumanDataError(
-            f"{config.data}: no {SPLITS_FILE} and none of the ZJU-MoCap sequences of GHNeRF's split "
-            f"({', '.join(GHNERF_TRAIN + GHNERF_TEST)}); sequences found: {', '.join(sequences)}. "
-            "Write a splits.json or pass --subjects-train/--subjects-test."
-        )
+        return [], [], "none"
     missing = [n for n in GHNERF_TRAIN + GHNERF_TEST if n not in sequences]
     if missing:
-        CONSOLE.print(f"[yellow]Warning: {config.data}: GHNeRF split without {', '.join(missing)} (not found)")
+        warning = f"Warning: {config.data}: GHNeRF split without {', '.join(missing)} (not found)"
+        CONSOLE.print(warning, style="yellow", markup=False, soft_wrap=True)
     return train, test, "GHNeRF defaults"
 
 
@@ -239,10 +238,16 @@ class ZJUMocap(DataParser):
 
     def _build_catalog(self) -> HumanCatalog:
         sequences = find_sequences(self.config.data)
+        plan = self.plan = resolve_split(self.config, sequences)
         if not sequences:
             entries = ", ".join(sorted(p.name for p in self.config.data.iterdir())[:20]) or "nothing"
             raise HumanDataError(f"{self.config.data}: no sequence (no folder holding an annots.npy); found: {entries}")
-        plan = self.plan = resolve_split(self.config, sequences)
+        if not plan.train and not plan.test:
+            raise HumanDataError(
+                f"{self.config.data}: no {SPLITS_FILE} and none of the ZJU-MoCap sequences of GHNeRF's split "
+                f"({', '.join(GHNERF_TRAIN + GHNERF_TEST)}); sequences found: {', '.join(sequences)}. "
+                "Write a splits.json or pass --subjects-train/--subjects-test."
+            )
         jobs = [(name, "train") for name in plan.train] + [(name, "test") for name in plan.test]
         annots = {name: load_annots(sequences[name] / "annots.npy") for name, _ in jobs}
         frames = {
