@@ -6,9 +6,8 @@ from typing import Tuple
 
 import torch
 from jaxtyping import Float
-from torch import Tensor
-
 from nerfstudio.cameras.cameras import Cameras
+from torch import Tensor
 
 _FLIP_YZ = torch.tensor([1.0, -1.0, -1.0])
 

@@ -21,9 +21,9 @@ from nerfstudio_humanfeat.pipelines.human_pipeline import aggregate_metrics
 
 
 def ring_c2w(num: int, radius: float = 3.0) -> torch.Tensor:
-    w2c = [look_at_world_to_camera(torch.tensor([radius * math.cos(a), radius * math.sin(a), 1.0]), torch.zeros(3)) for a in
-           torch.arange(num) * 2 * math.pi / num]  # fmt: skip
-    return invert_rigid(torch.stack(w2c))
+    angles = torch.arange(num) * 2 * math.pi / num
+    eyes = [torch.tensor([radius * math.cos(a), radius * math.sin(a), 1.0]) for a in angles]
+    return invert_rigid(torch.stack([look_at_world_to_camera(eye, torch.zeros(3)) for eye in eyes]))
 
 
 def test_nearest_views_are_the_angular_neighbours_on_a_ring():

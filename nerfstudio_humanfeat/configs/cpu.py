@@ -1,6 +1,6 @@
 """ns-train overrides that make every method train on a CPU in minutes at the synthetic data's resolution.
 
-    ns-train ghnerf --data data/synth-demo $(python -m nerfstudio_humanfeat.configs.cpu ghnerf)
+ns-train ghnerf --data data/synth-demo $(python -m nerfstudio_humanfeat.configs.cpu ghnerf)
 """
 
 from __future__ import annotations

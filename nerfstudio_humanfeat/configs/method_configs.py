@@ -13,6 +13,7 @@ from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.plugins.types import MethodSpecification
+
 from nerfstudio_humanfeat.data.datamanagers.human_datamanager import HumanDataManagerConfig
 from nerfstudio_humanfeat.models.ghnerf import GHNeRFModelConfig
 from nerfstudio_humanfeat.models.hfnerf import HFNeRFModelConfig

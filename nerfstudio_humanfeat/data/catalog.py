@@ -120,6 +120,8 @@ class HumanCatalog:
     """Decodes one view (the dataparser's reader: undistortion, scaling, masks)."""
     cache_bytes: int = 2 * 1024**3
     num_joints: int = 25
+    bbox_padding: float = 0.0
+    """Metres by which every frame's box was padded around its SMPL vertices."""
     frame_keys: List[Tuple[int, int]] = field(init=False)
     _cache: "OrderedDict[Tuple[int, int], ViewData]" = field(init=False, repr=False)
     _cache_used: int = field(init=False, default=0, repr=False)

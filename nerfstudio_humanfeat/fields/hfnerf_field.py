@@ -56,10 +56,7 @@ class HFNeRFField(nn.Module):
             [nn.Linear(in_dim if i == 0 else hidden_dim, hidden_dim) for i in range(num_view_layers)]
         )
         self.shared_layers = nn.ModuleList(
-            [
-                nn.Linear(hidden_dim + (in_dim if i == skip_layer else 0), hidden_dim)
-                for i in range(num_shared_layers)
-            ]
+            [nn.Linear(hidden_dim + (in_dim if i == skip_layer else 0), hidden_dim) for i in range(num_shared_layers)]
         )
         self.density_out = nn.Linear(hidden_dim, 1)
         self.color_feature = nn.Linear(hidden_dim, hidden_dim)
@@ -70,9 +67,9 @@ class HFNeRFField(nn.Module):
 
     def forward(
         self,
-        positions: Float[Tensor, "V *bs P"],
-        features: Float[Tensor, "V *bs C"],
-        valid: Bool[Tensor, "V *bs"],
+        positions: Float[Tensor, " V *bs P"],
+        features: Float[Tensor, " V *bs C"],
+        valid: Bool[Tensor, " V *bs"],
         directions: Float[Tensor, "*bs D"],
     ) -> Dict[str, Tensor]:
         """Density, colour, heatmaps (and dense pose) of the points, from their per-view inputs."""

@@ -17,12 +17,16 @@ from typing import Dict, List, Literal, Optional, Tuple, Type
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
-from torch import Tensor, nn
-
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.encodings import SHEncoding
-from nerfstudio_humanfeat.model_components.cost_volume import CascadeCostVolume, CostVolumeOutput, next_level_range
-from nerfstudio_humanfeat.model_components.cost_volume import sample_volume_features
+from torch import Tensor, nn
+
+from nerfstudio_humanfeat.model_components.cost_volume import (
+    CascadeCostVolume,
+    CostVolumeOutput,
+    next_level_range,
+    sample_volume_features,
+)
 from nerfstudio_humanfeat.model_components.heads import (
     ColorHead,
     CoordinateHead,
@@ -92,9 +96,7 @@ class GHNeRFModel(HumanFeatureModel):
         super().populate_modules()
         cfg = self.config
         self.feature_net = FPNEncoder()
-        self.cost_volumes = nn.ModuleList(
-            [CascadeCostVolume.enerf(level, cfg.num_planes[level]) for level in range(2)]
-        )
+        self.cost_volumes = nn.ModuleList([CascadeCostVolume.enerf(level, cfg.num_planes[level]) for level in range(2)])
         self.samplers = nn.ModuleList(
             [DepthGuidedSampler(cfg.num_samples[level], min_std=cfg.min_depth_std) for level in range(2)]
         )
@@ -231,7 +233,9 @@ class GHNeRFModel(HumanFeatureModel):
             f"heatmap{suffix}": self.renderer_features(semantics=heads["g_h"](nerf, human), weights=weights),
         }
         if "g_dp" in heads:
-            outputs[f"densepose{suffix}"] = self.renderer_features(semantics=heads["g_dp"](nerf, human), weights=weights)
+            outputs[f"densepose{suffix}"] = self.renderer_features(
+                semantics=heads["g_dp"](nerf, human), weights=weights
+            )
         if "g_co" in heads and self.training:
             lo, hi = target.bbox[0], target.bbox[1]
             outputs[f"coordinate_loss{suffix}"] = coordinate_loss(heads["g_co"](nerf), (positions - lo) / (hi - lo))
@@ -247,9 +251,9 @@ class GHNeRFModel(HumanFeatureModel):
                 losses[key] = weight0 * value
         for suffix, weight in (("", weight1), ("_level0", weight0)):
             if f"coordinate_loss{suffix}" in outputs:
-                losses[f"coordinate_loss{suffix}"] = weight * self.config.lambda_coordinate * outputs[
-                    f"coordinate_loss{suffix}"
-                ]
+                losses[f"coordinate_loss{suffix}"] = (
+                    weight * self.config.lambda_coordinate * outputs[f"coordinate_loss{suffix}"]
+                )
         return losses
 
 

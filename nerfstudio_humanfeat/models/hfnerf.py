@@ -15,11 +15,11 @@ from typing import Dict, Literal, Optional, Type
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
-from torch import Tensor
-
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.model_components.ray_samplers import PDFSampler, UniformSampler
+from torch import Tensor
+
 from nerfstudio_humanfeat.fields.hfnerf_field import HFNeRFField
 from nerfstudio_humanfeat.model_components.image_encoders import build_human_encoder
 from nerfstudio_humanfeat.model_components.projection import transform_points

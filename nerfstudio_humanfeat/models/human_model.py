@@ -16,15 +16,15 @@ from typing import Any, Dict, List, Optional, Tuple, Type
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
-from torch import Tensor
-from torch.nn import Parameter
-
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer, SemanticRenderer
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colors
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerDropdown, ViewerSlider
+from torch import Tensor
+from torch.nn import Parameter
+
 from nerfstudio_humanfeat.camera_utils import opencv_from_cameras
 from nerfstudio_humanfeat.data.catalog import HumanCatalog
 from nerfstudio_humanfeat.keypoints import draw_skeleton, embedding_to_color, extract_keypoints_2d, heatmap_to_color
@@ -99,6 +99,7 @@ class HumanFeatureModel(Model):
         self.perceptual = PerceptualLoss(self.config.perceptual_weights) if self.config.lambda_perceptual > 0 else None
         self.image_metrics = ImageMetrics(
             protocol=self.config.eval_protocol,
+            given_bbox_padding=self.catalog.bbox_padding,
             lpips_weights=self.config.perceptual_weights,
             keypoint_threshold=self.config.keypoint_threshold,
         )
@@ -247,23 +248,34 @@ class HumanFeatureModel(Model):
 
     def get_image_metrics_and_images(
         self, outputs: Dict[str, Tensor], batch: Dict[str, Any]
-    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+    ) -> Tuple[Dict[str, Optional[float]], Dict[str, Tensor]]:
+        """Metrics of one held-out view (None where unavailable or undefined) and comparison images."""
         rig = self.catalog.subject(int(batch["frame_key"])).rig
         camera = int(batch["target_camera"])
+        height, width = batch["image"].shape[:2]
+        mask = self.image_metrics.evaluation_mask(
+            batch["bbox"], rig.intrinsics[camera], rig.world_to_camera[camera], height, width
+        ).to(self.device)
+        frame = self.catalog.frame(int(batch["frame_key"]))
         metrics = self.image_metrics(
-            outputs=outputs,
-            batch=batch,
-            intrinsics=rig.intrinsics[camera],
-            world_to_camera=rig.world_to_camera[camera],
+            outputs["rgb"],
+            batch["image"],
+            mask,
+            gt_keypoints=batch.get("keypoints2d"),
+            pred_heatmaps=outputs.get("heatmap"),
+            gt_heatmaps=batch.get("heatmap"),
+            pred_densepose=outputs.get("densepose"),
+            gt_densepose=batch.get("densepose"),
+            densepose_mask=batch.get("densepose_valid"),
+            gt_keypoints_3d=frame.keypoints3d,
+            pred_keypoints_3d=outputs.get("keypoints3d"),
         )
         images = {"img": torch.cat([batch["image"], outputs["rgb"]], dim=1)}
         if "heatmap" in outputs and "heatmap" in batch:
             images["heatmap"] = torch.cat([heatmap_to_color(batch["heatmap"]), outputs["joint_heatmap"]], dim=1)
             images["skeleton"] = outputs["skeleton"]
         if "densepose" in outputs and "densepose" in batch:
-            images["densepose"] = torch.cat(
-                [embedding_to_color(batch["densepose"]), outputs["densepose_color"]], dim=1
-            )
+            images["densepose"] = torch.cat([embedding_to_color(batch["densepose"]), outputs["densepose_color"]], dim=1)
         return metrics, images
 
     def metric_notes(self) -> Dict[str, str]:

@@ -11,10 +11,11 @@ from typing import Dict, List, Optional, Type
 
 import torch
 import torchvision.utils as vutils
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio_humanfeat.data.datamanagers.human_datamanager import HumanDataManagerConfig
+from nerfstudio_humanfeat.metrics import average_metrics
 
 
 @dataclass
@@ -25,27 +26,26 @@ class HumanPipelineConfig(VanillaPipelineConfig):
     datamanager: HumanDataManagerConfig = field(default_factory=HumanDataManagerConfig)
 
 
-def aggregate_metrics(per_view: List[Dict[str, object]], get_std: bool = False) -> Dict[str, object]:
-    """Mean of each metric over views, ignoring views where it is NaN or None; None when no view has it."""
-    values: Dict[str, List[object]] = defaultdict(list)
-    for metrics in per_view:
-        for key, value in metrics.items():
-            values[key].append(value)
-    out: Dict[str, object] = {}
-    for key, items in values.items():
-        numbers = [float(v) for v in items if isinstance(v, (int, float)) and not math.isnan(float(v))]
-        if not numbers:
-            out[key] = None
-            continue
-        mean = sum(numbers) / len(numbers)
-        out[key] = mean
-        if get_std:
-            out[f"{key}_std"] = (sum((n - mean) ** 2 for n in numbers) / max(len(numbers) - 1, 1)) ** 0.5
-    return out
+def metric_std(per_view: List[Dict[str, Optional[float]]], key: str) -> Optional[float]:
+    """Sample standard deviation of a metric over the views that have it."""
+    values = [float(m[key]) for m in per_view if m.get(key) is not None]
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def scalar_summary(metrics: Dict[str, Optional[float]]) -> Dict[str, float]:
+    """The defined, whole-image metrics of a view (no per-joint keys), as nerfstudio's writers need them."""
+    return {k: float(v) for k, v in metrics.items() if v is not None and "/" not in k}
 
 
 class HumanPipeline(VanillaPipeline):
     """Evaluation over held-out subjects with per-subject breakdowns."""
+
+    def get_eval_image_metrics_and_images(self, step: int):
+        metrics, images = super().get_eval_image_metrics_and_images(step)
+        return scalar_summary(metrics), images
 
     @torch.no_grad()
     def get_average_image_metrics(
@@ -58,8 +58,8 @@ class HumanPipeline(VanillaPipeline):
     ):
         self.eval()
         catalog = self.datamanager.catalog
-        per_view: List[Dict[str, object]] = []
-        per_subject: Dict[str, List[Dict[str, object]]] = defaultdict(list)
+        per_view: List[Dict[str, Optional[float]]] = []
+        per_subject: Dict[str, List[Dict[str, Optional[float]]]] = defaultdict(list)
         if output_path is not None:
             output_path.mkdir(exist_ok=True, parents=True)
         columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), TimeElapsedColumn())
@@ -79,13 +79,16 @@ class HumanPipeline(VanillaPipeline):
                 per_view.append(metrics)
                 per_subject[catalog.subject(int(batch["frame_key"])).name].append(metrics)
                 progress.advance(task)
-        result = aggregate_metrics(per_view, get_std)
+        result: Dict[str, object] = dict(average_metrics(per_view))
+        if get_std:
+            for key in [k for k in result if "/" not in k]:
+                result[f"{key}_std"] = metric_std(per_view, key)
         for name, views in per_subject.items():
-            for key, value in aggregate_metrics(views).items():
-                if not key.startswith("pck_joint/"):
+            for key, value in average_metrics(views).items():
+                if "/" not in key:
                     result[f"subject/{name}/{key}"] = value
         notes = getattr(self.model, "metric_notes", None)
         if notes is not None:
-            result.update(notes())
+            result.update({f"notes/{key}": text for key, text in notes().items()})
         self.train()
         return result

@@ -15,8 +15,8 @@ from typing import Optional
 
 import torch
 import tyro
-
 from nerfstudio.utils.rich_utils import CONSOLE
+
 from nerfstudio_humanfeat.camera_utils import look_at_world_to_camera, opengl_c2w_from_opencv_w2c
 from nerfstudio_humanfeat.data.catalog import HumanCatalog
 from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocapDataParserConfig
@@ -42,9 +42,9 @@ class Orbit:
     """Render height and width; default: the dataset's output resolution."""
 
     def main(self) -> None:
-        catalog: HumanCatalog = ZJUMocapDataParserConfig(data=self.data).setup().get_dataparser_outputs("train").metadata[
-            "catalog"
-        ]
+        catalog: HumanCatalog = (
+            ZJUMocapDataParserConfig(data=self.data).setup().get_dataparser_outputs("train").metadata["catalog"]
+        )
         names = [s.name for s in catalog.subjects]
         if self.subject is None:
             self.subject = next((s.name for s in catalog.subjects if s.split == "test"), names[0])
@@ -80,7 +80,9 @@ def orbit_camera_path(
         eye = center + torch.tensor([radius * math.cos(angle), radius * math.sin(angle), height])
         c2w = opengl_c2w_from_opencv_w2c(look_at_world_to_camera(eye, center))
         matrix = torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]])]).reshape(-1).tolist()
-        cameras.append({"camera_to_world": matrix, "fov": fov, "aspect": 1.0, "render_time": catalog.time_of(frame_key)})
+        cameras.append(
+            {"camera_to_world": matrix, "fov": fov, "aspect": 1.0, "render_time": catalog.time_of(frame_key)}
+        )
     return {
         "camera_type": "perspective",
         "render_height": size,

@@ -240,4 +240,3 @@ class HumanDataManager(DataManager):
 
 def _to_device(batch: Dict, device) -> Dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-

@@ -48,7 +48,8 @@ class ZJUMocapDataParserConfig(DataParserConfig):
     data: Path = Path("data/zju_mocap")
     """Root holding one folder per sequence (any folder with an annots.npy) and optionally splits.json."""
     subjects_train: Optional[Tuple[str, ...]] = None
-    """Training subjects; None: splits.json, else GHNeRF's (CoreView_315, 377, 387, 390, 393, 394)."""
+    """Training subjects (sequence folder names); None: splits.json's, else GHNeRF's (CoreView_315, 377, 387,
+    390, 393, 394 among those present)."""
     subjects_test: Optional[Tuple[str, ...]] = None
     """Held-out subjects; None: splits.json, else GHNeRF's (CoreView_313, 386)."""
     source_cameras: Optional[Tuple[int, ...]] = None
@@ -89,7 +90,7 @@ class SplitPlan:
     frame_end: Optional[int]
     frame_stride: int
     origin: str
-    """Where the subjects came from: 'config', 'splits.json', 'GHNeRF defaults' or 'none' (no subject)."""
+    """Where the subjects came from: 'config', 'splits.json', 'GHNeRF defaults', 'none' (no split), or a mix."""
 
     def cameras_of(self, num_cameras: int) -> Tuple[List[int], List[int]]:
         """(source, target) camera indices of a subject with `num_cameras` cameras."""
@@ -164,19 +165,26 @@ def resolve_split(config: ZJUMocapDataParserConfig, sequences: Dict[str, Path]) 
 def _subjects(
     config: ZJUMocapDataParserConfig, splits: Dict, sequences: Dict[str, Path]
 ) -> Tuple[List[str], List[str], str]:
-    if config.subjects_train is not None or config.subjects_test is not None:
-        return list(config.subjects_train or ()), list(config.subjects_test or ()), "config"
+    """Training and test subjects; each list not set in the config comes from splits.json, else GHNeRF's split."""
+    train, test = config.subjects_train, config.subjects_test
+    if train is not None and test is not None:
+        return list(train), list(test), "config"
     if splits:
-        return list(splits.get("train_subjects") or []), list(splits.get("test_subjects") or []), SPLITS_FILE
-    train = [n for n in GHNERF_TRAIN if n in sequences]
-    test = [n for n in GHNERF_TEST if n in sequences]
-    if not train and not test:
-        return [], [], "none"
-    missing = [n for n in GHNERF_TRAIN + GHNERF_TEST if n not in sequences]
-    if missing:
-        warning = f"Warning: {config.data}: GHNeRF split without {', '.join(missing)} (not found)"
-        CONSOLE.print(warning, style="yellow", markup=False, soft_wrap=True)
-    return train, test, "GHNeRF defaults"
+        default_train, default_test = splits.get("train_subjects") or [], splits.get("test_subjects") or []
+        origin = SPLITS_FILE
+    else:
+        default_train = [n for n in GHNERF_TRAIN if n in sequences]
+        default_test = [n for n in GHNERF_TEST if n in sequences]
+        origin = "GHNeRF defaults" if default_train or default_test else "none"
+        missing = [n for n in GHNERF_TRAIN + GHNERF_TEST if n not in sequences]
+        if origin != "none" and missing:
+            warning = f"Warning: {config.data}: GHNeRF split without {', '.join(missing)} (not found)"
+            CONSOLE.print(warning, style="yellow", markup=False, soft_wrap=True)
+    if train is not None or test is not None:
+        origin = f"config and {origin}"
+    train = list(train) if train is not None else list(default_train)
+    test = list(test) if test is not None else list(default_test)
+    return train, test, origin
 
 
 def split_views(catalog: HumanCatalog, split: str, train_targets: str, eval_max_views: Optional[int]) -> List[View]:
@@ -266,7 +274,12 @@ class ZJUMocap(DataParser):
             f"[bold]zju-mocap[/bold]: {len(subjects)} subjects ({plan.origin}), "
             f"{sum(len(s.frames) for s in subjects)} frames"
         )
-        return HumanCatalog(subjects, view_loader=load_view, cache_bytes=int(self.config.cache_gb * 1024**3))
+        return HumanCatalog(
+            subjects,
+            view_loader=load_view,
+            cache_bytes=int(self.config.cache_gb * 1024**3),
+            bbox_padding=self.config.bbox_padding,
+        )
 
     def _read(
         self,

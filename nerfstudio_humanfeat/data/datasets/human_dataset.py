@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Dict, List, Literal, Tuple
 
 import torch
-
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
+
 from nerfstudio_humanfeat.data.catalog import HumanCatalog
 
 
