@@ -17,7 +17,7 @@ from nerfstudio_humanfeat.camera_utils import (
 )
 from nerfstudio_humanfeat.data.catalog import select_nearest_views
 from nerfstudio_humanfeat.data.ray_sampling import sample_patches, sample_view_pixels
-from nerfstudio_humanfeat.pipelines.human_pipeline import aggregate_metrics
+from nerfstudio_humanfeat.pipelines.human_pipeline import metric_std, scalar_summary
 
 
 def ring_c2w(num: int, radius: float = 3.0) -> torch.Tensor:
@@ -79,9 +79,9 @@ def test_nerfstudio_cameras_round_trip_opencv_and_rays_hit_the_projected_point()
     assert torch.allclose(rays.origins[0] + along * rays.directions[0], point, atol=1e-5)
 
 
-def test_aggregate_ignores_nan_and_reports_none_when_unavailable():
-    views = [{"psnr": 20.0, "lpips": float("nan")}, {"psnr": 30.0, "lpips": float("nan")}, {"psnr": float("nan")}]
-    out = aggregate_metrics(views, get_std=True)
-    assert out["psnr"] == pytest.approx(25.0)
-    assert out["psnr_std"] == pytest.approx(math.sqrt(50.0))
-    assert out["lpips"] is None
+def test_std_skips_missing_views_and_writer_summary_drops_undefined_and_per_joint_metrics():
+    views = [{"psnr": 20.0, "lpips": None}, {"psnr": 30.0, "lpips": None}, {"psnr": None}]
+    assert metric_std(views, "psnr") == pytest.approx(math.sqrt(50.0))
+    assert metric_std(views, "lpips") is None
+    summary = scalar_summary({"psnr": 20.0, "lpips": None, "pck/Nose": 1.0, "pck": 0.5})
+    assert summary == {"psnr": 20.0, "pck": 0.5}
