@@ -165,7 +165,7 @@ def resolve_split(config: ZJUMocapDataParserConfig, sequences: Dict[str, Path]) 
 def _subjects(
     config: ZJUMocapDataParserConfig, splits: Dict, sequences: Dict[str, Path]
 ) -> Tuple[List[str], List[str], str]:
-    """Training and test subjects; each list not set in the config comes from splits.json, else GHNeRF's split."""
+    """Training and test subjects; a list not set in the config comes from splits.json, else GHNeRF's split."""
     train, test = config.subjects_train, config.subjects_test
     if train is not None and test is not None:
         return list(train), list(test), "config"
@@ -180,11 +180,11 @@ def _subjects(
         if origin != "none" and missing:
             warning = f"Warning: {config.data}: GHNeRF split without {', '.join(missing)} (not found)"
             CONSOLE.print(warning, style="yellow", markup=False, soft_wrap=True)
-    if train is not None or test is not None:
-        origin = f"config and {origin}"
-    train = list(train) if train is not None else list(default_train)
-    test = list(test) if test is not None else list(default_test)
-    return train, test, origin
+    if train is not None:  # the default for the other list leaves out the subjects named here
+        return list(train), [n for n in default_test if n not in train], f"config and {origin}"
+    if test is not None:
+        return [n for n in default_train if n not in test], list(test), f"config and {origin}"
+    return list(default_train), list(default_test), origin
 
 
 def split_views(catalog: HumanCatalog, split: str, train_targets: str, eval_max_views: Optional[int]) -> List[View]:
