@@ -126,3 +126,9 @@ def test_headers_only_still_catch_unreadable_images(tmp_path, dataset, capsys):
     path = BREAKAGES["corrupt image"](dataset, tmp_path)
     code, out = run(tmp_path, capsys, check_images=False)
     assert code == 1 and "headers only" in out and str(path) in out
+
+
+def test_synthetic_dataset_is_clean(tiny_dataset, capsys):
+    code, out = run(tiny_dataset, capsys)
+    assert code == 0, out
+    assert "splits.json" in out and "Checked 48 views (full decode)" in out

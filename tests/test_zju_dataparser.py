@@ -28,7 +28,6 @@ from nerfstudio_humanfeat.data.dataparsers import zju_mocap_dataparser
 from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocap, ZJUMocapDataParserConfig
 from nerfstudio_humanfeat.data.zju_io import frame_number, load_annots
 from nerfstudio_humanfeat.skeleton import BODY25_FROM_SMPL, BODY25_NAMES
-from nerfstudio_humanfeat.synth.generator import SynthSpec, generate
 
 DISTORTION = (-0.3, 0.1, 0.002, -0.001, 0.0)
 
@@ -341,19 +340,17 @@ def test_splits_json_sets_subjects_and_cameras(tmp_path):
     assert [(s.name, s.split) for s in mixed.subjects] == [("synth_000", "train"), ("synth_002", "test")]
 
 
-def test_synthetic_dataset_parses_with_its_splits(tmp_path):
-    spec = SynthSpec(num_subjects=3, num_test_subjects=1, num_frames=1, num_cameras=4, resolution=32, supersample=1)
-    generate(spec, tmp_path, progress=False)
-    splits = json.loads((tmp_path / "splits.json").read_text())
-    parser = make_parser(tmp_path)
+def test_synthetic_dataset_parses_with_its_splits(tiny_dataset):
+    splits = json.loads((tiny_dataset / "splits.json").read_text())
+    parser = make_parser(tiny_dataset)
     train, test = parser.get_dataparser_outputs("train"), parser.get_dataparser_outputs("test")
     catalog = train.metadata["catalog"]
     assert [s.name for s in catalog.subjects] == splits["train_subjects"] + splits["test_subjects"]
     assert [s.split for s in catalog.subjects] == ["train"] * 2 + ["test"]
     assert {catalog.subject(k).name for k, _ in test.metadata["views"]} == set(splits["test_subjects"])
     for subject in catalog.subjects:
-        assert (subject.source_cameras, subject.target_cameras) == ([0, 2], [1, 3])
-        assert subject.keypoint_source == "annots-kpts2d" and subject.rig.height == 32
+        assert (subject.source_cameras, subject.target_cameras) == (splits["source_cameras"], splits["target_cameras"])
+        assert subject.keypoint_source == "annots-kpts2d" and subject.rig.height == 96
     frame = catalog.subjects[2].frames[0]
     rig = catalog.subjects[2].rig
     for camera in range(4):  # undistorted annotated keypoints agree with the projected 3D keypoints
@@ -361,7 +358,7 @@ def test_synthetic_dataset_parses_with_its_splits(tmp_path):
         uv = cam @ rig.intrinsics[camera].T
         torch.testing.assert_close(frame.keypoints2d[camera, :, :2], uv[:, :2] / uv[:, 2:], atol=1e-3, rtol=0)
     view = catalog.load_view(test.metadata["views"][0][0], 1)
-    assert view.image.shape == (32, 32, 3) and view.mask.any() and view.densepose is not None
+    assert view.image.shape == (96, 96, 3) and view.mask.any() and view.densepose is not None
 
 
 def test_config_is_registered_and_parses_from_the_command_line(tmp_path):

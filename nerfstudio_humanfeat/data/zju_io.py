@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Shaped, UInt8
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
@@ -292,7 +292,7 @@ def load_smpl_params(path: Path) -> Dict[str, Tensor]:
     return params
 
 
-def load_points(path: Path, what: str, width: int = 3) -> np.ndarray:
+def load_points(path: Path, what: str, width: int = 3) -> Float[np.ndarray, "N width"]:
     """An (N, width) array of finite points from a .npy file (vertices, joints)."""
     points = np.asarray(_load_npy(path, what), dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != width or len(points) == 0:
@@ -319,7 +319,7 @@ def _load_json(path: Path, what: str) -> Any:
         raise HumanDataError(f"{path}: cannot read {what} ({err})") from err
 
 
-def read_openpose_json(path: Path) -> np.ndarray:
+def read_openpose_json(path: Path) -> Float[np.ndarray, "25 3"]:
     """(25, 3) BODY_25 keypoints of the first person of an OpenPose JSON; all missing without a person."""
     data = _load_json(path, "OpenPose keypoints")
     people = data.get("people", []) if isinstance(data, dict) else None
@@ -333,7 +333,7 @@ def read_openpose_json(path: Path) -> np.ndarray:
     return values.reshape(NUM_KEYPOINTS, 3)
 
 
-def read_keypoints3d_json(path: Path) -> np.ndarray:
+def read_keypoints3d_json(path: Path) -> Float[np.ndarray, "25 4"]:
     """(25, 4) world keypoints (x, y, z, confidence) of the first person of a keypoints3d JSON."""
     data = _load_json(path, "3D keypoints")
     person = data[0] if isinstance(data, list) and data else data
@@ -344,7 +344,7 @@ def read_keypoints3d_json(path: Path) -> np.ndarray:
     return array
 
 
-def body25_from_smpl_joints(joints: np.ndarray) -> np.ndarray:
+def body25_from_smpl_joints(joints: Float[np.ndarray, "24 3"]) -> Float[np.ndarray, "25 4"]:
     """(25, 4) BODY_25 keypoints from the 24 SMPL joints; joints without an SMPL twin get confidence 0."""
     out = np.zeros((NUM_KEYPOINTS, 4), dtype=np.float32)
     for body25, smpl in BODY25_FROM_SMPL.items():
@@ -352,7 +352,7 @@ def body25_from_smpl_joints(joints: np.ndarray) -> np.ndarray:
     return out
 
 
-def clean_keypoints(keypoints: np.ndarray) -> np.ndarray:
+def clean_keypoints(keypoints: Float[np.ndarray, "*bs J D"]) -> Float[np.ndarray, "*bs J D"]:
     """Keypoints whose confidence is 0 or whose values are not finite become (0, 0, ..., 0)."""
     keypoints = keypoints.astype(np.float32, copy=True)
     missing = ~np.isfinite(keypoints).all(-1) | ~(keypoints[..., -1] > 0)
@@ -360,7 +360,7 @@ def clean_keypoints(keypoints: np.ndarray) -> np.ndarray:
     return keypoints
 
 
-def bbox_from_points(points: np.ndarray, padding: float) -> Float[Tensor, "2 3"]:
+def bbox_from_points(points: Float[np.ndarray, "N 3"], padding: float) -> Float[Tensor, "2 3"]:
     """Axis-aligned (min, max) box of points, padded on every side."""
     return torch.tensor(np.stack([points.min(0) - padding, points.max(0) + padding]), dtype=torch.float32)
 
@@ -667,12 +667,12 @@ def _decode(path: Path, flags: int, what: str) -> np.ndarray:
     return decoded
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> UInt8[np.ndarray, "H W 3"]:
     """(H, W, 3) uint8 RGB image at the original resolution."""
     return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
-def read_mask(path: Path) -> np.ndarray:
+def read_mask(path: Path) -> Bool[np.ndarray, "H W"]:
     """(H, W) bool foreground of a mask file holding 0/1 or 0/255."""
     mask = _decode(path, cv2.IMREAD_UNCHANGED, "mask")
     if mask.ndim == 3:
@@ -680,7 +680,7 @@ def read_mask(path: Path) -> np.ndarray:
     return mask > (127 if mask.max() > 1 else 0)
 
 
-def read_densepose(path: Path) -> Tuple[np.ndarray, np.ndarray]:
+def read_densepose(path: Path) -> Tuple[Float[np.ndarray, "H W D"], Bool[np.ndarray, "H W"]]:
     """(H, W, D) float32 embedding and (H, W) bool mask of a dense-pose file."""
     try:
         with np.load(path) as data:
@@ -730,7 +730,9 @@ def _remap(array: np.ndarray, maps: Tuple[np.ndarray, np.ndarray], interp: int) 
     return np.concatenate([_remap(array[..., i : i + 4], maps, interp) for i in range(0, array.shape[2], 4)], -1)
 
 
-def to_output(array: np.ndarray, rig: CameraRig, camera: int, nearest: bool) -> np.ndarray:
+def to_output(
+    array: Shaped[np.ndarray, "H W *C"], rig: CameraRig, camera: int, nearest: bool
+) -> Shaped[np.ndarray, "h w *C"]:
     """Undistort (K kept) at the original resolution, then resize to the output resolution."""
     maps = _undistort_maps(rig, camera)
     if maps is not None:

@@ -33,6 +33,8 @@ from nerfstudio_humanfeat.data.zju_io import (
 )
 
 AUTO_DECODE_MAX_VIEWS = 2000
+_NO_PLAN = SplitPlan([], [], None, None, 0, None, 1, "none")
+"""Subjects outside any split: even source cameras, odd target cameras."""
 
 
 @dataclass
@@ -118,9 +120,6 @@ def _read(
     except HumanDataError as err:
         problems.append(err)
     return report
-
-
-_NO_PLAN = SplitPlan([], [], None, None, 0, None, 1, "none")
 
 
 def _check_files(config: InspectConfig, reports: Sequence[SubjectReport], problems: List[HumanDataError]) -> None:
