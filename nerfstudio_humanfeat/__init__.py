@@ -1,7 +1,8 @@
 """nerfstudio-humanfeat: generalizable human NeRFs with biomechanic features for nerfstudio."""
 
-from nerfstudio_humanfeat._compat import allow_numpy_in_checkpoints
+from nerfstudio_humanfeat._compat import allow_numpy_in_checkpoints, find_venv_ffmpeg
 
 allow_numpy_in_checkpoints()
+find_venv_ffmpeg()
 
 __version__ = "0.1.0"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -19,3 +24,13 @@ def allow_numpy_in_checkpoints() -> None:
     numpy_core = np._core if int(np.__version__.split(".")[0]) >= 2 else np.core
     dtype_classes = {type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}
     add_safe_globals([numpy_core.multiarray.scalar, np.dtype, *dtype_classes])
+
+
+def find_venv_ffmpeg() -> None:
+    """Put the environment's own ffmpeg (``make install`` links imageio-ffmpeg's) on PATH when none is there.
+
+    ns-render checks PATH for ffmpeg before writing a video; a venv's bin folder is not on PATH unless activated.
+    """
+    venv_bin = Path(sys.prefix) / "bin"
+    if shutil.which("ffmpeg") is None and (venv_bin / "ffmpeg").exists():
+        os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -42,8 +42,8 @@ def intrinsics_matrix(fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor) -> Float[T
 def opencv_from_cameras(camera: Cameras) -> Tuple[Float[Tensor, "3 3"], Float[Tensor, "3 4"], int, int]:
     """K, OpenCV world-to-camera, height and width of the first camera of a nerfstudio `Cameras`."""
     flat = camera.flatten()[0:1] if camera.shape else camera.reshape((1,))
-    intrinsics = intrinsics_matrix(flat.fx[0, 0], flat.fy[0, 0], flat.cx[0, 0], flat.cy[0, 0])
-    world_to_camera = opencv_w2c_from_opengl_c2w(flat.camera_to_worlds[0])
+    intrinsics = intrinsics_matrix(flat.fx[0, 0], flat.fy[0, 0], flat.cx[0, 0], flat.cy[0, 0]).float()
+    world_to_camera = opencv_w2c_from_opengl_c2w(flat.camera_to_worlds[0]).float()
     return intrinsics, world_to_camera, int(flat.height[0, 0]), int(flat.width[0, 0])
 
 

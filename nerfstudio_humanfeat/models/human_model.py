@@ -217,7 +217,7 @@ class HumanFeatureModel(Model):
 
     # ---------------------------------------------------------------- losses and metrics
     def get_metrics_dict(self, outputs: Dict[str, Tensor], batch: Dict[str, Any]) -> Dict[str, Tensor]:
-        metrics = {"psnr": -10.0 * torch.log10(F.mse_loss(outputs["rgb"], batch["image"]).clamp_min(1e-10))}
+        metrics = {"psnr": -10.0 * torch.log10(F.mse_loss(outputs["rgb"].detach(), batch["image"]).clamp_min(1e-10))}
         if "heatmap" in outputs and "heatmap" in batch:
             metrics["heatmap_mse"] = F.mse_loss(outputs["heatmap"], batch["heatmap"]).detach()
         return metrics
