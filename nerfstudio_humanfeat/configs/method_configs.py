@@ -43,7 +43,7 @@ def _trainer(
                 train_num_rays_per_batch=num_rays,
                 eval_num_rays_per_batch=num_rays,
                 num_patches=num_patches,
-                patch_size=patch_size,
+                perceptual_patch_size=patch_size,
             ),
             model=model,
         ),

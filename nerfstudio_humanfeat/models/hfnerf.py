@@ -84,8 +84,8 @@ class HFNeRFModel(HumanFeatureModel):
         positions = ray_samples.frustums.get_positions()
         features, valid = sample_source_features(sources, feature_maps, positions)
         local = transform_points(positions, sources.world_to_camera)
-        directions = self.direction_encoding(ray_samples.frustums.directions)
-        return self.field(self.position_encoding(local), features, valid, directions)
+        directions = self.direction_encoding(ray_samples.frustums.directions.contiguous())
+        return self.field(self.position_encoding(local.contiguous()), features, valid, directions)
 
     def render_samples(self, ray_samples: RaySamples, field_out: Dict[str, Tensor], suffix: str) -> Dict[str, Tensor]:
         weights = ray_samples.get_weights(field_out["density"])

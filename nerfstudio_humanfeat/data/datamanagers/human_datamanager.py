@@ -15,7 +15,7 @@ from typing import Dict, Iterator, List, Literal, Tuple, Type, Union
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
+from nerfstudio.data.datamanagers.base_datamanager import DataManager, VanillaDataManagerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from nerfstudio_humanfeat.data.catalog import HumanCatalog
@@ -27,8 +27,12 @@ from nerfstudio_humanfeat.metrics import enerf_bbox_mask
 
 
 @dataclass
-class HumanDataManagerConfig(DataManagerConfig):
-    """Target-view batches with source views for generalizable human NeRFs."""
+class HumanDataManagerConfig(VanillaDataManagerConfig):
+    """Target-view batches with source views for generalizable human NeRFs.
+
+    It extends VanillaDataManagerConfig only so that nerfstudio's tools that expect one (ns-render dataset)
+    accept it; the vanilla pixel-sampler options it inherits are unused.
+    """
 
     _target: Type = field(default_factory=lambda: HumanDataManager)
     dataparser: ZJUMocapDataParserConfig = field(default_factory=ZJUMocapDataParserConfig)
@@ -39,7 +43,8 @@ class HumanDataManagerConfig(DataManagerConfig):
     """Share of the rays drawn on the foreground mask; the rest anywhere in the subject's box mask."""
     num_patches: int = 0
     """Square patches per step for the perceptual loss (ENeRF: 4 of 64x64 at 512 px); 0 disables them."""
-    patch_size: int = 32
+    perceptual_patch_size: int = 32
+    """Side of those patches, in pixels."""
     train_num_source_views: Tuple[int, int] = (2, 3)
     """Source views per training step, drawn uniformly in [min, max] (ENeRF/GHNeRF: 2-3)."""
     heatmap_sigma: float = 3.0
@@ -170,7 +175,9 @@ class HumanDataManager(DataManager):
         patches = self.config.num_patches if dataset is self.train_dataset else 0
         parts = []
         if patches > 0:
-            parts.append(sample_patches(box, patches, self.config.patch_size, self._torch_rng).reshape(-1, 2))
+            parts.append(
+                sample_patches(box, patches, self.config.perceptual_patch_size, self._torch_rng).reshape(-1, 2)
+            )
         num_free = num_rays - sum(p.shape[0] for p in parts)
         if num_free > 0:
             parts.append(sample_view_pixels(box, view.mask, num_free, self.config.foreground_ratio, self._torch_rng))
@@ -194,7 +201,7 @@ class HumanDataManager(DataManager):
             "image": view.image[y, x],
             "foreground": view.mask[y, x, None].float(),
             "num_patches": patches,
-            "patch_size": self.config.patch_size,
+            "patch_size": self.config.perceptual_patch_size,
             "frame_key": frame_key,
             "target_camera": camera,
         }
