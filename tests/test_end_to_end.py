@@ -44,7 +44,8 @@ def trained(request, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactor
     work = tmp_path_factory.mktemp(method)
     run(
         ["ns-train", method, "--data", str(tiny_dataset), "--output-dir", "outputs", "--experiment-name", "e2e",
-         "--timestamp", "run", "--max-num-iterations", "3", "--steps-per-save", "2", *cpu_overrides(method), *TINY],
+         "--timestamp", "run", "--max-num-iterations", "3", "--steps-per-save", "2", *cpu_overrides(method), *TINY,
+         *TINY_METHOD.get(method.split("-")[0], [])],
         cwd=work,
     )  # fmt: skip
     config = work / "outputs" / "e2e" / method / "run" / "config.yml"

@@ -15,7 +15,7 @@ COMMON = [
     "--pipeline.datamanager.train-num-rays-per-batch", "512",
     "--pipeline.datamanager.eval-num-rays-per-batch", "512",
     "--pipeline.datamanager.num-patches", "0",
-    "--pipeline.model.eval-num-rays-per-chunk", "16384",
+    "--pipeline.model.eval-num-rays-per-chunk", "2048",
     "--steps-per-eval-batch", "100",
     "--steps-per-eval-image", "250",
     "--steps-per-eval-all-images", "1000000",
@@ -24,9 +24,9 @@ COMMON = [
 
 PER_METHOD = {
     "hfnerf": [
-        "--pipeline.model.num-coarse-samples", "32",
+        "--pipeline.model.num-coarse-samples", "24",
         "--pipeline.model.num-fine-samples", "16",
-        "--pipeline.model.hidden-dim", "128",
+        "--pipeline.model.hidden-dim", "64",
     ],
 }  # fmt: skip
 

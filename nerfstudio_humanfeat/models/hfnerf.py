@@ -75,10 +75,10 @@ class HFNeRFModel(HumanFeatureModel):
         self.sampler_pdf = PDFSampler(num_samples=cfg.num_fine_samples)
 
     def condition(self, target: TargetView, sources: SourceViews) -> Tensor:
-        """Encoder features of the source views, with their colours appended."""
+        """Encoder features of the source views with their colours appended, through the field's input layer."""
         features = self.encoder(sources.images)
         colors = F.interpolate(sources.images, size=features.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([features, colors], dim=1)
+        return self.field.project_features(torch.cat([features, colors], dim=1))
 
     def query(self, ray_samples: RaySamples, sources: SourceViews, feature_maps: Tensor) -> Dict[str, Tensor]:
         positions = ray_samples.frustums.get_positions()
