@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Tuple, Union
 
 import torch
 from jaxtyping import Float
@@ -48,7 +48,11 @@ def opencv_from_cameras(camera: Cameras) -> Tuple[Float[Tensor, "3 3"], Float[Te
 
 
 def cameras_from_opencv(
-    intrinsics: Float[Tensor, "N 3 3"], world_to_camera: Float[Tensor, "N 3 4"], height: int, width: int, **kwargs
+    intrinsics: Float[Tensor, "N 3 3"],
+    world_to_camera: Float[Tensor, "N 3 4"],
+    height: Union[int, Tensor],
+    width: Union[int, Tensor],
+    **kwargs,
 ) -> Cameras:
     """nerfstudio perspective `Cameras` from OpenCV intrinsics and world-to-camera transforms."""
     return Cameras(

@@ -17,11 +17,11 @@ from nerfstudio_humanfeat.configs.cpu import cpu_overrides
 BIN = Path(sys.executable).parent
 METHODS = ["ghnerf", "ghnerf-dino", "ghnerf-resnet18", "enerf-heatmap", "hfnerf", "hfnerf-dino"]
 TINY = [
-    "--pipeline.datamanager.train-num-rays-per-batch",
-    "128",
-    "--pipeline.datamanager.eval-num-rays-per-batch",
-    "128",
-]
+    "--pipeline.datamanager.train-num-rays-per-batch", "128",
+    "--pipeline.datamanager.eval-num-rays-per-batch", "128",
+    "--pipeline.datamanager.dataparser.eval-max-views", "2",
+]  # fmt: skip
+TINY_METHOD = {"hfnerf": ["--pipeline.model.num-coarse-samples", "8", "--pipeline.model.num-fine-samples", "8"]}
 
 
 def run(args: List[str], cwd: Path, env: Dict[str, str] | None = None) -> str:

@@ -14,13 +14,13 @@ from typing import Dict, List, Literal, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch
-from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from nerfstudio_humanfeat.camera_utils import opengl_c2w_from_opencv_w2c
+from nerfstudio_humanfeat.camera_utils import cameras_from_opencv
 from nerfstudio_humanfeat.data.catalog import HumanCatalog, HumanDataError, MaskMode, SubjectRecord
 from nerfstudio_humanfeat.data.zju_io import Annots, ReadOptions, load_annots, load_view, read_subject, select_frames
 
@@ -210,15 +210,11 @@ def cameras_of_views(catalog: HumanCatalog, views: Sequence[View]) -> Cameras:
     intrinsics = torch.stack([rig.intrinsics[c] for rig, (_, c) in zip(rigs, views)])
     world_to_camera = torch.stack([rig.world_to_camera[c] for rig, (_, c) in zip(rigs, views)])
     keys = torch.tensor([[key] for key, _ in views], dtype=torch.long)
-    return Cameras(
-        camera_to_worlds=opengl_c2w_from_opencv_w2c(world_to_camera),
-        fx=intrinsics[:, 0, 0:1],
-        fy=intrinsics[:, 1, 1:2],
-        cx=intrinsics[:, 0, 2:3],
-        cy=intrinsics[:, 1, 2:3],
-        width=torch.tensor([[rig.width] for rig in rigs], dtype=torch.long),
+    return cameras_from_opencv(
+        intrinsics,
+        world_to_camera,
         height=torch.tensor([[rig.height] for rig in rigs], dtype=torch.long),
-        camera_type=CameraType.PERSPECTIVE,
+        width=torch.tensor([[rig.width] for rig in rigs], dtype=torch.long),
         times=torch.tensor([[catalog.time_of(key)] for key, _ in views], dtype=torch.float32),
         metadata={"frame_key": keys, "camera_index": torch.tensor([[c] for _, c in views], dtype=torch.long)},
     )
