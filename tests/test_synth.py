@@ -15,7 +15,7 @@ import torch
 
 from nerfstudio_humanfeat.skeleton import BODY25_NAMES, SMPL_PARENTS
 from nerfstudio_humanfeat.synth.body_model import NUM_VERTICES, build_body_model, load_smpl, pose_body
-from nerfstudio_humanfeat.synth.generator import BODY_MODEL_PATH, PRESETS, generate, make_spec
+from nerfstudio_humanfeat.synth.generator import BODY_MODEL_PATH, PRESETS, DistortionMap, generate, make_spec
 from nerfstudio_humanfeat.synth.motions import MOTION_NAMES, motion, sample_motion_params
 from nerfstudio_humanfeat.synth.raycast import raycast
 
@@ -274,6 +274,20 @@ def test_motions_follow_the_zju_convention() -> None:
         again = motion(name, times, params)
         np.testing.assert_array_equal(frames.poses, again.poses)
     assert {"walk", "wave", "squat", "turn"} <= set(MOTION_NAMES)
+
+
+@pytest.mark.parametrize("k1", [-0.05, 0.05])
+def test_distortion_map_samples_the_pinhole_render_where_the_lens_maps_it(k1: float) -> None:
+    k = np.array([[100.0, 0.0, 60.0], [0.0, 100.0, 66.0], [0.0, 0.0, 1.0]])
+    d = np.array([k1, -0.02, 1e-3, -1e-3, 0.0])
+    dmap = DistortionMap.build(k, d, 128, 128)
+    ys, xs = np.mgrid[0:128:9, 0:128:9]
+    ideal = np.stack([dmap.map_x[ys, xs], dmap.map_y[ys, xs]], -1).reshape(-1, 2) - dmap.margin
+    rays = np.concatenate([(ideal - k[:2, 2]) / 100.0, np.ones((len(ideal), 1))], axis=1)
+    uv, _ = cv2.projectPoints(rays, np.zeros(3), np.zeros(3), k, d)
+    np.testing.assert_allclose(uv.reshape(-1, 2), np.stack([xs, ys], -1).reshape(-1, 2), atol=1e-3)
+    assert np.abs(ideal - np.stack([xs, ys], -1).reshape(-1, 2)).max() > 1.0, "the lens must move pixels"
+    assert dmap.map_x.min() >= 0 and dmap.map_x.max() <= 128 + 2 * dmap.margin - 1
 
 
 def _camera_k(size: int = 64, focal: float = 50.0) -> torch.Tensor:

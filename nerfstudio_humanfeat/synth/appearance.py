@@ -217,7 +217,7 @@ def lambertian(
     colour: Float[Tensor, "*bs 3"],
     normal: Float[Tensor, "*bs 3"],
     light: Float[Tensor, "3"],
-    ambient: float = 0.35,
+    ambient: float = 0.45,
 ) -> Float[Tensor, "*bs 3"]:
     """Diffuse shading under a directional light (unit vector towards the light) plus ambient light."""
     cos = (F.normalize(normal, dim=-1) * light).sum(-1, keepdim=True).clamp(min=0)

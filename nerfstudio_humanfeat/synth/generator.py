@@ -16,8 +16,9 @@ from typing import Dict, Iterator, List, Literal, Optional, Tuple
 
 import cv2
 import numpy as np
+import smplx
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float, Int, Shaped
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
@@ -179,7 +180,10 @@ class DistortionMap:
     margin: int
 
     @classmethod
-    def build(cls, intrinsics: np.ndarray, distortion: np.ndarray, height: int, width: int) -> "DistortionMap":
+    def build(
+        cls, intrinsics: Float[np.ndarray, "3 3"], distortion: Float[np.ndarray, " 5"], height: int, width: int
+    ) -> "DistortionMap":
+        """Inverts the lens model at every output pixel (cv2.undistortPointsIter) and pads for what falls outside."""
         grid = np.stack(np.meshgrid(np.arange(width), np.arange(height)), -1).reshape(-1, 1, 2).astype(np.float64)
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
         ideal = cv2.undistortPointsIter(grid, intrinsics, distortion, None, intrinsics, criteria).reshape(
@@ -189,7 +193,7 @@ class DistortionMap:
         margin = int(np.ceil(overshoot)) + 2
         return cls((ideal[..., 0] + margin).astype(np.float32), (ideal[..., 1] + margin).astype(np.float32), margin)
 
-    def distort(self, image: np.ndarray, nearest: bool) -> np.ndarray:
+    def distort(self, image: Shaped[np.ndarray, "h w *C"], nearest: bool) -> Shaped[np.ndarray, "H W *C"]:
         """The distorted image from a pinhole render with the margin."""
         interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
         return cv2.remap(image, self.map_x, self.map_y, interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -236,7 +240,7 @@ class SubjectMotion:
     joints: Float[np.ndarray, "F 24 3"]
 
 
-def animate(plan: SubjectPlan, spec: SynthSpec, smpl, surface: np.ndarray) -> SubjectMotion:
+def animate(plan: SubjectPlan, spec: SynthSpec, smpl: smplx.SMPL, surface: Bool[np.ndarray, " V"]) -> SubjectMotion:
     """Poses the body through smplx (ZJU convention) and sets Th's height so the feet touch z = 0."""
     times = np.arange(spec.num_frames) * spec.frame_interval
     frames = motion(plan.motion, times, plan.motion_params)
@@ -292,11 +296,13 @@ class Renderer:
         ]
 
     def padded_intrinsics(self, camera: int) -> Float[np.ndarray, "3 3"]:
+        """K of the pinhole render, which has the distortion map's margin on every side."""
         k = self.plan.cameras.intrinsics[camera].copy()
         k[:2, 2] += self.maps[camera].margin
         return k
 
     def render(self, vertices: Float[Tensor, "V 3"], normals: Float[Tensor, "V 3"], camera: int) -> ViewRender:
+        """Image, mask and dense pose of world-space vertices (with their normals) seen by one camera."""
         cams, dmap, s = self.plan.cameras, self.maps[camera], self.factor
         rot = torch.from_numpy(cams.rotation[camera]).float()
         trans = torch.from_numpy(cams.translation[camera]).float()
@@ -400,6 +406,7 @@ class SubjectWriter:
     ims: List[dict] = field(default_factory=list)
 
     def frame_files(self, frame: int, state: SubjectMotion, keypoints3d: Float[np.ndarray, "25 3"]) -> None:
+        """params/, vertices/, joints3d/ and keypoints3d/ of one frame."""
         params = {
             "poses": state.poses[frame][None].astype(np.float32),
             "Rh": state.rh[frame][None].astype(np.float32),
@@ -413,7 +420,10 @@ class SubjectWriter:
         entry = [{"id": 0, "keypoints3d": [[round(float(v), 6) for v in row] for row in kp]}]
         _write_json(self.root / "keypoints3d" / f"{frame:06d}.json", entry)
 
-    def view_files(self, frame: int, camera: int, view: ViewRender, keypoints2d: np.ndarray, renderer: Renderer) -> str:
+    def view_files(
+        self, frame: int, camera: int, view: ViewRender, keypoints2d: Float[np.ndarray, "25 3"], renderer: Renderer
+    ) -> str:
+        """Image, masks, OpenPose JSON and dense pose of one view; returns the image path relative to the sequence."""
         name = self.cameras.names[camera]
         rel = f"{name}/{frame:06d}"
         _mkdir(self.root / f"{rel}.jpg")
@@ -434,6 +444,7 @@ class SubjectWriter:
         return f"{rel}.jpg"
 
     def annots(self) -> None:
+        """annots.npy with the cameras (T in millimetres) and the per-frame image lists and 2D keypoints."""
         cams = self.cameras
         annots = {
             "cams": {

@@ -9,11 +9,11 @@ Möller–Trumbore, and the nearest hit per pixel wins (ties: lowest triangle id
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Iterator, Tuple
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float, Int, Shaped
 from torch import Tensor
 
 _EDGE_TOLERANCE = 1e-6
@@ -78,7 +78,7 @@ def _pixel_boxes(
     return lo[:, 0].long(), lo[:, 1].long(), span[:, 0], span[:, 1]
 
 
-def _chunks(counts: Int[Tensor, " N"], max_pairs: int):
+def _chunks(counts: Int[Tensor, " N"], max_pairs: int) -> Iterator[Tuple[int, int]]:
     """Consecutive index ranges whose summed counts stay under max_pairs (one item at least)."""
     ends = torch.cumsum(counts, 0)
     start, done = 0, 0
@@ -206,7 +206,7 @@ def downsample(image: Float[Tensor, "H W C"], factor: int) -> Float[Tensor, "h w
     return pooled[0].permute(1, 2, 0)
 
 
-def centre_samples(grid: Tensor, factor: int) -> Tensor:
+def centre_samples(grid: Shaped[Tensor, "H W *C"], factor: int) -> Shaped[Tensor, "h w *C"]:
     """The samples of a supersampled grid that lie on the original pixel centres (odd factors)."""
     if factor % 2 == 0:
         raise ValueError(f"supersampling factor {factor} has no sample on the pixel centres")
