@@ -60,25 +60,25 @@ def _trainer(
 
 ghnerf = MethodSpecification(
     config=_trainer("ghnerf", GHNeRFModelConfig(human_encoder="resnet34"), lr=5e-4),
-    description="GHNeRF: ENeRF cost volume + ResNet34 human encoder; renders colour, joint heatmaps, dense pose.",
+    description="GHNeRF: ENeRF cost volume + ResNet34 human encoder; heatmaps, dense pose. Data: zju-mocap.",
 )
 ghnerf_dino = MethodSpecification(
     config=_trainer("ghnerf-dino", GHNeRFModelConfig(human_encoder="dino_vits8"), lr=5e-4),
-    description="GHNeRF with the DINO ViT-S/8 human encoder (blocks 9 and 11).",
+    description="GHNeRF with the DINO ViT-S/8 human encoder (blocks 9 and 11). Data: zju-mocap.",
 )
 ghnerf_resnet18 = MethodSpecification(
     config=_trainer("ghnerf-resnet18", GHNeRFModelConfig(human_encoder="resnet18"), lr=5e-4),
-    description="GHNeRF with a ResNet18 human encoder.",
+    description="GHNeRF with a ResNet18 human encoder. Data: zju-mocap.",
 )
 enerf_heatmap = MethodSpecification(
     config=_trainer("enerf-heatmap", GHNeRFModelConfig(human_encoder="none"), lr=5e-4),
-    description="GHNeRF's baseline: ENeRF with a heatmap branch and no human encoder.",
+    description="GHNeRF's baseline: ENeRF with a heatmap branch and no human encoder. Data: zju-mocap.",
 )
 hfnerf = MethodSpecification(
     config=_trainer("hfnerf", HFNeRFModelConfig(encoder="resnet34"), lr=1e-4, num_rays=1024, num_patches=0),
-    description="HFNeRF: PixelNeRF-style human feature NeRF (ResNet34 encoder) with a heatmap branch.",
+    description="HFNeRF: PixelNeRF-style human feature NeRF (ResNet34) with a heatmap branch. Data: zju-mocap.",
 )
 hfnerf_dino = MethodSpecification(
     config=_trainer("hfnerf-dino", HFNeRFModelConfig(encoder="dino_vits8"), lr=1e-4, num_rays=1024, num_patches=0),
-    description="HFNeRF with the DINO ViT-S/8 encoder.",
+    description="HFNeRF with the DINO ViT-S/8 encoder. Data: zju-mocap.",
 )
