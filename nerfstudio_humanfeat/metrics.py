@@ -328,8 +328,9 @@ class ImageMetrics:
 
     Keys: ``psnr``, ``ssim``, ``lpips``; with heatmaps / keypoints: ``heatmap_mse``, ``pck``, ``pck_correct``,
     ``pck_joints``, ``joint_error_px`` and per joint ``pck/<name>`` (1.0, 0.0 or None) and
-    ``joint_error_px/<name>``; with dense pose: ``densepose_mse``; with 3D keypoints: ``mpjpe_mm`` and
-    ``mpjpe_mm/<name>``. Average over images with ``average_metrics``; ``notes()`` explains the settings.
+    ``joint_error_px/<name>``; with dense pose: ``densepose_mse``; with 3D keypoints: ``mpjpe_mm``,
+    ``keypoints3d_detected`` and ``mpjpe_mm/<name>``. Average over images with ``average_metrics``; ``notes()``
+    explains the settings.
 
     Args:
         protocol: evaluation-mask protocol of ``evaluation_mask``: "enerf" or "neuralbody".
@@ -465,9 +466,14 @@ class ImageMetrics:
     def keypoint_3d_metrics(
         self, pred_keypoints_3d: Float[Tensor, "J 4"], gt_keypoints_3d: Float[Tensor, "J 4"]
     ) -> Dict[str, Optional[float]]:
-        """MPJPE in mm, overall and per joint."""
+        """MPJPE in mm, overall and per joint, and the share of ground-truth joints that were found."""
         errors = joint_errors(pred_keypoints_3d, gt_keypoints_3d) * MM_PER_M
-        out: Dict[str, Optional[float]] = {"mpjpe_mm": _nanmean(errors)}
+        gt_valid = keypoint_valid(gt_keypoints_3d.cpu())
+        found = keypoint_valid(pred_keypoints_3d.cpu()) & gt_valid
+        out: Dict[str, Optional[float]] = {
+            "mpjpe_mm": _nanmean(errors),
+            "keypoints3d_detected": float(found.sum()) / int(gt_valid.sum()) if bool(gt_valid.any()) else None,
+        }
         for j, name in enumerate(self.joint_names):
             out[f"mpjpe_mm/{name}"] = None if math.isnan(errors[j]) else float(errors[j])
         return out

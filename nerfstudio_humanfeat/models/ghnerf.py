@@ -39,7 +39,12 @@ from nerfstudio_humanfeat.model_components.heads import (
 from nerfstudio_humanfeat.model_components.image_encoders import FPNEncoder, build_human_encoder
 from nerfstudio_humanfeat.model_components.losses import coordinate_loss
 from nerfstudio_humanfeat.model_components.pooling import ViewPoolingMLP, mean_variance_pool, relative_view_directions
-from nerfstudio_humanfeat.model_components.projection import grid_sample_pixels, pixel_centres, transform_points
+from nerfstudio_humanfeat.model_components.projection import (
+    grid_sample_pixels,
+    pixel_centres,
+    project_points,
+    transform_points,
+)
 from nerfstudio_humanfeat.model_components.ray_samplers import DepthGuidedSampler, ray_aabb_near_far
 from nerfstudio_humanfeat.model_components.views import SourceViews, TargetView, sample_source_features
 from nerfstudio_humanfeat.models.human_model import HumanFeatureModel, HumanFeatureModelConfig
@@ -75,6 +80,9 @@ class GHNeRFModelConfig(HumanFeatureModelConfig):
     """Weight of the coordinate loss through the g_co head (supplementary: 0.01 or 0.05; 0 disables the head)."""
     min_depth_std: float = 0.01
     """Lower bound (m) of the depth interval's half-width, so confident pixels still get an interval."""
+    point_query_level: Literal[0, 1] = 0
+    """Cascade level whose heads answer ``query_points`` (3D keypoints): level 0's cost volume spans the whole box
+    depth range, level 1's only a band around the predicted surface (points outside it read its border)."""
 
 
 @dataclass
@@ -85,6 +93,22 @@ class GHNeRFConditioning:
     """Per level: source features with RGB appended, (V, C + 3, h, w)."""
     human_features: Optional[Tensor]
     volumes: List[CostVolumeOutput]
+
+
+@dataclass
+class PointFeatures:
+    """What one cascade level computes per sample point before its heads."""
+
+    nerf: Tensor
+    """V_NeRF, (R, S, C)."""
+    human: Optional[Tensor]
+    """Pooled human features f_h, (R, S, H); None for ENeRF+Heatmap."""
+    view_features: Tensor
+    """Pixel-aligned source features, (V, R, S, C')."""
+    directions: Tensor
+    """Relative view directions, (V, R, S, 4)."""
+    valid: Tensor
+    """Where a sample projects inside a source view, (V, R, S)."""
 
 
 class GHNeRFModel(HumanFeatureModel):
@@ -188,13 +212,54 @@ class GHNeRFModel(HumanFeatureModel):
         suffix: str,
     ) -> Dict[str, Tensor]:
         volume = conditioning.volumes[level]
-        target_size = (target.height, target.width)
-        maps = torch.stack([volume.depth_mean, volume.depth_std, volume.near, volume.far])[None]
-        mean, std, vol_near, vol_far = grid_sample_pixels(maps, pixels[None], target_size)[0]
+        maps = torch.stack([volume.depth_mean, volume.depth_std])[None]
+        mean, std = grid_sample_pixels(maps, pixels[None], (target.height, target.width))[0]
         ray_samples: RaySamples = self.samplers[level](
             ray_bundle, depth_mean=mean[:, None], depth_std=std[:, None], world_to_camera=target.world_to_camera
         )
         positions = ray_samples.frustums.get_positions()
+        point = self.point_features(level, positions, pixels, ray_bundle.origins, target, sources, conditioning)
+        heads = self.levels[level]
+        fields = self.point_fields(level, point)
+        if self.config.color_mode == "mlp":
+            rgb = heads["g_c"](point.nerf, ray_samples.frustums.directions)
+        else:
+            view_features = point.view_features
+            rgb = heads["g_c"](
+                view_features, point.directions, view_features[..., -3:], point.valid, context=point.nerf
+            )
+        weights = ray_samples.get_weights(fields["density"])
+        outputs = {
+            f"rgb{suffix}": self.renderer_rgb(rgb=rgb, weights=weights),
+            f"accumulation{suffix}": self.renderer_accumulation(weights=weights),
+            f"depth{suffix}": self.renderer_depth(weights=weights, ray_samples=ray_samples),
+        }
+        for name in ("heatmap", "densepose"):
+            if name in fields:
+                outputs[f"{name}{suffix}"] = self.renderer_features(semantics=fields[name], weights=weights)
+        if "g_co" in heads and self.training:
+            lo, hi = target.bbox[0], target.bbox[1]
+            outputs[f"coordinate_loss{suffix}"] = coordinate_loss(
+                heads["g_co"](point.nerf), (positions - lo) / (hi - lo)
+            )
+        return outputs
+
+    def point_features(
+        self,
+        level: int,
+        positions: Float[Tensor, "R S 3"],
+        pixels: Float[Tensor, "R 2"],
+        origins: Float[Tensor, "R 3"],
+        target: TargetView,
+        sources: SourceViews,
+        conditioning: GHNeRFConditioning,
+    ) -> PointFeatures:
+        """f_voxel (at each point's target pixel and depth), pooled f_img through g_NeRF, and pooled f_h of points
+        seen from ``origins`` through target ``pixels``."""
+        volume = conditioning.volumes[level]
+        target_size = (target.height, target.width)
+        ranges = torch.stack([volume.near, volume.far])[None]
+        vol_near, vol_far = grid_sample_pixels(ranges, pixels[None], target_size)[0]
         num_rays, num_samples = positions.shape[:2]
         depth = transform_points(positions, target.world_to_camera[None])[0, ..., 2]
         voxel = sample_volume_features(
@@ -207,17 +272,9 @@ class GHNeRFModel(HumanFeatureModel):
             inverse=volume.inverse,
         ).reshape(num_rays, num_samples, -1)
         view_features, valid = sample_source_features(sources, conditioning.image_features[level], positions)
-        directions = relative_view_directions(
-            positions, ray_bundle.origins[:, None].expand_as(positions), sources.world_to_camera
-        )
+        directions = relative_view_directions(positions, origins[:, None].expand_as(positions), sources.world_to_camera)
         heads = self.levels[level]
-        image_features = heads["pool"](view_features, directions, valid)
-        nerf = heads["g_nerf"](image_features, voxel)
-        density = heads["g_sigma"](nerf)
-        if self.config.color_mode == "mlp":
-            rgb = heads["g_c"](nerf, ray_samples.frustums.directions)
-        else:
-            rgb = heads["g_c"](view_features, directions, view_features[..., -3:], valid, context=nerf)
+        nerf = heads["g_nerf"](heads["pool"](view_features, directions, valid), voxel)
         human = None
         if conditioning.human_features is not None:
             human_views, human_valid = sample_source_features(sources, conditioning.human_features, positions)
@@ -225,21 +282,26 @@ class GHNeRFModel(HumanFeatureModel):
             human = mean_variance_pool(human_views.flatten(1, 2), weights.flatten(1, 2)).reshape(
                 num_rays, num_samples, -1
             )
-        weights = ray_samples.get_weights(density)
-        outputs = {
-            f"rgb{suffix}": self.renderer_rgb(rgb=rgb, weights=weights),
-            f"accumulation{suffix}": self.renderer_accumulation(weights=weights),
-            f"depth{suffix}": self.renderer_depth(weights=weights, ray_samples=ray_samples),
-            f"heatmap{suffix}": self.renderer_features(semantics=heads["g_h"](nerf, human), weights=weights),
-        }
+        return PointFeatures(nerf, human, view_features, directions, valid)
+
+    def point_fields(self, level: int, point: PointFeatures) -> Dict[str, Tensor]:
+        """Density g_sigma, heatmaps g_h and dense pose g_dp of sample points."""
+        heads = self.levels[level]
+        fields = {"density": heads["g_sigma"](point.nerf), "heatmap": heads["g_h"](point.nerf, point.human)}
         if "g_dp" in heads:
-            outputs[f"densepose{suffix}"] = self.renderer_features(
-                semantics=heads["g_dp"](nerf, human), weights=weights
-            )
-        if "g_co" in heads and self.training:
-            lo, hi = target.bbox[0], target.bbox[1]
-            outputs[f"coordinate_loss{suffix}"] = coordinate_loss(heads["g_co"](nerf), (positions - lo) / (hi - lo))
-        return outputs
+            fields["densepose"] = heads["g_dp"](point.nerf, point.human)
+        return fields
+
+    def query_points(
+        self, target: TargetView, sources: SourceViews, conditioning: GHNeRFConditioning, points: Float[Tensor, "N 3"]
+    ) -> Dict[str, Tensor]:
+        """Fields of level ``point_query_level`` at world points, each looked up like a ray sample of the target
+        camera through the pixel it projects to."""
+        level = self.config.point_query_level
+        pixels = project_points(points, target.intrinsics[None], target.world_to_camera[None])[0][0]
+        origins = target.camera_to_world[:, 3].expand_as(points)
+        point = self.point_features(level, points[:, None], pixels, origins, target, sources, conditioning)
+        return {name: value[:, 0] for name, value in self.point_fields(level, point).items()}
 
     # ------------------------------------------------------------------ losses
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:

@@ -81,11 +81,28 @@ class HFNeRFModel(HumanFeatureModel):
         return self.field.project_features(torch.cat([features, colors], dim=1))
 
     def query(self, ray_samples: RaySamples, sources: SourceViews, feature_maps: Tensor) -> Dict[str, Tensor]:
-        positions = ray_samples.frustums.get_positions()
+        frustums = ray_samples.frustums
+        return self.query_positions(frustums.get_positions(), frustums.directions, sources, feature_maps)
+
+    def query_positions(
+        self,
+        positions: Float[Tensor, "*bs 3"],
+        directions: Float[Tensor, "*bs 3"],
+        sources: SourceViews,
+        feature_maps: Tensor,
+    ) -> Dict[str, Tensor]:
+        """The field at world points viewed along unit ``directions``."""
         features, valid = sample_source_features(sources, feature_maps, positions)
         local = transform_points(positions, sources.world_to_camera)
-        directions = self.direction_encoding(ray_samples.frustums.directions.contiguous())
-        return self.field(self.position_encoding(local.contiguous()), features, valid, directions)
+        encoded_directions = self.direction_encoding(directions.contiguous())
+        return self.field(self.position_encoding(local.contiguous()), features, valid, encoded_directions)
+
+    def query_points(
+        self, target: TargetView, sources: SourceViews, conditioning: Tensor, points: Float[Tensor, "N 3"]
+    ) -> Dict[str, Tensor]:
+        """The field at world points, viewed from the target camera's centre."""
+        directions = F.normalize(points - target.camera_to_world[:, 3], dim=-1)
+        return self.query_positions(points, directions, sources, conditioning)
 
     def render_samples(self, ray_samples: RaySamples, field_out: Dict[str, Tensor], suffix: str) -> Dict[str, Tensor]:
         weights = ray_samples.get_weights(field_out["density"])

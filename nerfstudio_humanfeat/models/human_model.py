@@ -11,7 +11,7 @@ import os
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Type
+from typing import Any, Dict, List, Literal, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,14 @@ from torch.nn import Parameter
 
 from nerfstudio_humanfeat.camera_utils import opencv_from_cameras
 from nerfstudio_humanfeat.data.catalog import HumanCatalog
-from nerfstudio_humanfeat.keypoints import draw_skeleton, embedding_to_color, extract_keypoints_2d, heatmap_to_color
+from nerfstudio_humanfeat.keypoints import (
+    draw_skeleton,
+    embedding_to_color,
+    extract_keypoints_2d,
+    extract_keypoints_3d,
+    heatmap_to_color,
+    volume_grid,
+)
 from nerfstudio_humanfeat.metrics import ImageMetrics
 from nerfstudio_humanfeat.model_components.losses import PerceptualLoss, densepose_loss, masked_heatmap_mse
 from nerfstudio_humanfeat.model_components.views import SourceViews, TargetView, load_source_views
@@ -57,6 +64,16 @@ class HumanFeatureModelConfig(ModelConfig):
     """Heatmap peak below which a joint is reported missing."""
     eval_protocol: str = "enerf"
     """Masked-metric protocol: 'enerf' (projected SMPL box polygon) or 'neuralbody'."""
+    eval_keypoints_3d: bool = True
+    """ns-eval: MPJPE of 3D keypoints extracted from the volumetric heatmap, computed once per evaluated frame."""
+    keypoints_3d_voxel_size: float = 0.02
+    """Spacing (m) of the grid on which the heatmap field is queried inside the frame's box."""
+    keypoints_3d_threshold: float = 0.1
+    """Volumetric-heatmap peak below which a 3D joint is reported missing."""
+    keypoints_3d_weighting: Literal["occupancy", "none"] = "occupancy"
+    """Volumetric heatmap: h(x) times the voxel's occupancy 1 - exp(-sigma(x) * voxel_size) ('occupancy'), or h(x)
+    alone ('none'). h is only supervised through rendering weights, so it is arbitrary in empty space; the
+    occupancy keeps peaks on the body."""
 
 
 RENDER_FRAME_ENV = "HUMANFEAT_FRAME"
@@ -131,6 +148,42 @@ class HumanFeatureModel(Model):
         conditioning: Any,
     ) -> Dict[str, Tensor]:
         """Render rays of the target camera through the given pixel centres (x, y)."""
+
+    def query_points(
+        self, target: TargetView, sources: SourceViews, conditioning: Any, points: Float[Tensor, "N 3"]
+    ) -> Dict[str, Tensor]:
+        """Fields at world points seen from the target camera, without rendering: density (N, 1), heatmap (N, J)
+        and, with a dense-pose head, densepose (N, D)."""
+        raise NotImplementedError(f"{type(self).__name__} does not query points")
+
+    # ---------------------------------------------------------------- 3D keypoints
+    @torch.no_grad()
+    def heatmap_volume(
+        self, frame_key: int, voxel_size: float, camera: Optional[int] = None
+    ) -> Float[Tensor, "J X Y Z"]:
+        """The volumetric heatmap of a frame on ``volume_grid(box, voxel_size)``, conditioned like a render of one
+        of its dataset cameras (default: the subject's first target camera); see ``keypoints_3d_weighting``."""
+        subject = self.catalog.subject(frame_key)
+        camera = (subject.target_cameras or subject.source_cameras)[0] if camera is None else camera
+        target = self.target_of_dataset_view(frame_key, camera)
+        sources = self.sources_for(target, exclude=(camera,))
+        conditioning = self.condition(target, sources)
+        grid = volume_grid(target.bbox, voxel_size)
+        pieces = []
+        for points in grid.reshape(-1, 3).split(self.config.eval_num_rays_per_chunk):
+            fields = self.query_points(target, sources, conditioning, points)
+            heatmap = fields["heatmap"]
+            if self.config.keypoints_3d_weighting == "occupancy":
+                heatmap = heatmap * (1.0 - torch.exp(-fields["density"] * voxel_size))
+            pieces.append(heatmap)
+        return torch.cat(pieces).reshape(*grid.shape[:3], -1).permute(3, 0, 1, 2)
+
+    def keypoints_3d(self, frame_key: int, camera: Optional[int] = None) -> Float[Tensor, "J 4"]:
+        """World 3D keypoints (x, y, z, confidence; missing: nan, 0) of a frame, from its volumetric heatmap."""
+        size = self.config.keypoints_3d_voxel_size
+        volume = self.heatmap_volume(frame_key, size, camera)
+        origin = self.catalog.frame(frame_key).bbox[0]
+        return extract_keypoints_3d(volume, origin, size, threshold=self.config.keypoints_3d_threshold)
 
     # ---------------------------------------------------------------- finding source views
     def target_of_dataset_view(self, frame_key: int, camera: int) -> TargetView:
@@ -280,4 +333,14 @@ class HumanFeatureModel(Model):
 
     def metric_notes(self) -> Dict[str, str]:
         """Strings that explain the evaluation (protocol, unavailable metrics), merged into ns-eval's JSON."""
-        return self.image_metrics.notes()
+        notes = self.image_metrics.notes()
+        if self.config.eval_keypoints_3d:
+            cfg = self.config
+            heatmap = "h(x) (1 - exp(-sigma dx))" if cfg.keypoints_3d_weighting == "occupancy" else "h(x)"
+            notes["mpjpe_mm"] = (
+                f"3D keypoints: peaks of the volumetric heatmap {heatmap} on a {cfg.keypoints_3d_voxel_size} m grid "
+                f"in the frame's box (threshold {cfg.keypoints_3d_threshold}), conditioned as for the subject's first "
+                "target camera; MPJPE over the joints found and present in the ground truth, keypoints3d_detected "
+                "= the share of ground-truth joints found"
+            )
+        return notes

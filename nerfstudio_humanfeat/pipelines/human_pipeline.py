@@ -47,6 +47,10 @@ class HumanPipeline(VanillaPipeline):
         metrics, images = super().get_eval_image_metrics_and_images(step)
         return scalar_summary(metrics), images
 
+    def evaluates_keypoints_3d(self) -> bool:
+        """Whether evaluation extracts 3D keypoints (once per frame, outside the timed render) for MPJPE."""
+        return bool(getattr(self.model.config, "eval_keypoints_3d", False)) and hasattr(self.model, "keypoints_3d")
+
     @torch.no_grad()
     def get_average_image_metrics(
         self,
@@ -60,14 +64,20 @@ class HumanPipeline(VanillaPipeline):
         catalog = self.datamanager.catalog
         per_view: List[Dict[str, Optional[float]]] = []
         per_subject: Dict[str, List[Dict[str, Optional[float]]]] = defaultdict(list)
+        keypoints_3d: Dict[int, torch.Tensor] = {}
         if output_path is not None:
             output_path.mkdir(exist_ok=True, parents=True)
         columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), TimeElapsedColumn())
         with Progress(*columns, MofNCompleteColumn(), transient=True) as progress:
             task = progress.add_task("[green]Evaluating held-out views...", total=len(data_loader))
             for idx, (camera, batch) in enumerate(data_loader):
+                frame_key = int(batch["frame_key"])
+                if self.evaluates_keypoints_3d() and frame_key not in keypoints_3d:
+                    keypoints_3d[frame_key] = self.model.keypoints_3d(frame_key)
                 start = time()
                 outputs = self.model.get_outputs_for_camera(camera=camera)
+                if frame_key in keypoints_3d:
+                    outputs["keypoints3d"] = keypoints_3d[frame_key]
                 metrics, images = self.model.get_image_metrics_and_images(outputs, batch)
                 seconds = time() - start
                 metrics["fps"] = 1.0 / max(seconds, 1e-9)
@@ -77,7 +87,7 @@ class HumanPipeline(VanillaPipeline):
                         path = output_path / f"{image_prefix}_{key}_{idx:04d}.png"
                         vutils.save_image(image.permute(2, 0, 1).cpu(), path)
                 per_view.append(metrics)
-                per_subject[catalog.subject(int(batch["frame_key"])).name].append(metrics)
+                per_subject[catalog.subject(frame_key).name].append(metrics)
                 progress.advance(task)
         result: Dict[str, object] = dict(average_metrics(per_view))
         if get_std:
