@@ -32,10 +32,11 @@ def make_data(root: Path, resolution: int) -> Path:
     return path
 
 
-def measure(method: str, data: Path, device: str, train_steps: int, render_repeats: int, train_rays: int) -> Dict:
+def measure(
+    method: str, data: Path, device: str, train_steps: int, render_repeats: int, train_rays: int, overrides: Dict
+) -> Dict:
     """Runs in a child process: builds the pipeline, times training steps and full-frame renders."""
     import torch
-
     from nerfstudio.plugins.registry import discover_methods
 
     specs, _ = discover_methods()
@@ -44,6 +45,8 @@ def measure(method: str, data: Path, device: str, train_steps: int, render_repea
     config.pipeline.datamanager.train_num_rays_per_batch = train_rays
     config.pipeline.datamanager.num_patches = 0
     config.pipeline.model.eval_num_rays_per_chunk = 1 << 16 if device == "cuda" else 4096
+    for key, value in overrides.items():
+        setattr(config.pipeline.model, key, type(getattr(config.pipeline.model, key))(value))
     pipeline = config.pipeline.setup(device=device, test_mode="val")
     params = [p for group in pipeline.get_param_groups().values() for p in group]
     optimizer = torch.optim.Adam(params, lr=1e-4)
@@ -90,6 +93,7 @@ def measure(method: str, data: Path, device: str, train_steps: int, render_repea
         "train_rays": train_rays,
         "peak_rss_mb": peak_mb,
         "peak_gpu_mb": gpu_peak_mb,
+        "overrides": overrides,
     }
 
 
@@ -110,6 +114,13 @@ def main() -> None:
     parser.add_argument("--render-repeats", type=int, default=2)
     parser.add_argument("--data-root", type=Path, default=Path("data"))
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/speed.json"))
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        metavar="METHOD:FIELD=VALUE",
+        help="model config overrides, e.g. hfnerf:num_coarse_samples=24 (default: the registered paper settings)",
+    )
     args = parser.parse_args()
 
     context = mp.get_context("spawn")
@@ -118,7 +129,8 @@ def main() -> None:
         data = make_data(args.data_root, resolution)
         for method in args.methods:
             queue = context.Queue()
-            run_args = (method, data, args.device, args.train_steps, args.render_repeats, args.train_rays)
+            overrides = dict(o.split(":", 1)[1].split("=", 1) for o in args.override if o.split(":", 1)[0] == method)
+            run_args = (method, data, args.device, args.train_steps, args.render_repeats, args.train_rays, overrides)
             process = context.Process(target=_child, args=(queue, *run_args))
             process.start()
             result = queue.get()
@@ -129,15 +141,19 @@ def main() -> None:
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=1))
-    print(f"\n| method | res | device | frame (s) | FPS | train steps/s ({args.train_rays} rays) | peak RSS MB | peak GPU MB |")
+    print(
+        "\n| method (overrides) | res | device | frame (s) | FPS | train steps/s "
+        f"({args.train_rays} rays) | peak RSS MB | peak GPU MB |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         if "error" in r:
             print(f"| {r['method']} | {r['resolution']} | {args.device} | error: {r['error']} |||||")
             continue
         gpu = f"{r['peak_gpu_mb']:.0f}" if r["peak_gpu_mb"] is not None else "-"
+        name = r["method"] + "".join(f" {k}={v}" for k, v in r["overrides"].items())
         print(
-            f"| {r['method']} | {r['resolution']} | {r['device']} | {r['frame_s']:.2f} | {r['fps']:.3f} | "
+            f"| {name} | {r['resolution']} | {r['device']} | {r['frame_s']:.2f} | {r['fps']:.3f} | "
             f"{r['train_steps_per_s']:.2f} | {r['peak_rss_mb']:.0f} | {gpu} |"
         )
     for resolution in args.resolutions:
