@@ -8,8 +8,10 @@ DEMO_DATA ?= data/synth-demo
 DEMO_OUT ?= outputs/demo
 DEMO_STEPS ?= 600
 METHOD ?= ghnerf
+# ns-humanfeat-bench flags, e.g. make bench-table BENCH_ARGS="--minutes 10 --max-steps 100000"
+BENCH_ARGS ?= --max-steps 1000 --eval-every 250
 
-.PHONY: install test lint demo demo-data bench clean-demo
+.PHONY: install test lint demo demo-data bench bench-table clean-demo
 
 install: $(STAMP)
 
@@ -37,6 +39,10 @@ demo: demo-data
 
 bench: install
 	$(BIN)/python benchmarks/bench_speed.py
+
+# Table 1 of the GHNeRF paper on the synthetic bench split (trains every method; CPU budget from BENCH_ARGS).
+bench-table: install
+	$(BIN)/ns-humanfeat-bench $(BENCH_ARGS)
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_OUT)

@@ -1,0 +1,310 @@
+"""ns-humanfeat-bench: train and evaluate methods on one synthetic split with one budget; GHNeRF's Table 1 layout.
+
+    ns-humanfeat-bench --max-steps 1000 --eval-every 250                  # CPU: CPU overrides, 1000 steps each
+    ns-humanfeat-bench --minutes 10 --max-steps 100000 --eval-every 500   # CPU: 10 minutes of training each
+    ns-humanfeat-bench --device cuda --eval-every 10000                   # GPU: the methods' (paper) settings
+
+Each method trains in its own process through ns-train's command line (``train_budget``: ns-train with a
+wall-clock limit), saving a checkpoint every ``--eval-every`` steps; every checkpoint is then evaluated on the
+held-out subjects through nerfstudio's eval path (``get_average_eval_image_metrics``, as ns-eval). Written to
+``--output-dir``: table.md and table.csv (last checkpoint), curves.csv and curves.png (metrics over steps),
+evals/<method>.json (all metrics per checkpoint), logs/<method>.log and the runs themselves under runs/.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Sequence, Tuple
+
+import tyro
+from nerfstudio.utils.eval_utils import eval_load_checkpoint, eval_setup
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from nerfstudio_humanfeat.configs.cpu import cpu_overrides
+from nerfstudio_humanfeat.synth.generator import PresetName, generate, make_spec
+
+DEFAULT_METHODS = ("ghnerf", "ghnerf-dino", "enerf-heatmap", "hfnerf")
+LABELS = {
+    "enerf-heatmap": "ENeRF+Heatmap",
+    "ghnerf": "GHNeRF+ResNet34",
+    "ghnerf-resnet18": "GHNeRF+ResNet18",
+    "ghnerf-dino": "GHNeRF+DINO",
+    "hfnerf": "HFNeRF+ResNet34",
+    "hfnerf-dino": "HFNeRF+DINO",
+}
+COLUMNS: Tuple[Tuple[str, str, str], ...] = (
+    ("psnr", "PSNR ↑", ".2f"),
+    ("ssim", "SSIM ↑", ".3f"),
+    ("lpips", "LPIPS ↓", ".4f"),
+    ("heatmap_mse", "MSE ↓", ".5f"),
+    ("pck", "PCK ↑", ".3f"),
+    ("mpjpe_mm", "MPJPE (mm) ↓", ".1f"),
+    ("fps", "FPS ↑", ".2f"),
+)
+"""(ns-eval key, header, format) of the table's metric columns: the paper's Table 1, then MPJPE and FPS."""
+EXTRA_KEYS = ("keypoints3d_detected", "pck_pooled", "densepose_mse")
+"""Further ns-eval keys kept in the CSV files."""
+PAPER_TABLE_1 = (
+    ("ENeRF+Heatmap", "31.48", "0.965", "0.050", "0.0005", "0.438"),
+    ("Ours+ResNet", "31.20", "0.963", "0.054", "0.0004", "0.573"),
+    ("Ours+DINO", "31.61", "0.966", "0.050", "0.0003", "0.691"),
+)
+"""GHNeRF Table 1 (ZJU-MoCap, unseen subjects, 512 px, 200k steps): PSNR, SSIM, LPIPS, MSE, PCK."""
+
+Curve = List[Tuple[int, Dict[str, object]]]
+
+
+def prepare_data(path: Path, preset: PresetName) -> Path:
+    """The dataset at ``path``, generated from the synthetic preset (seed 0) when it has no splits.json."""
+    if not (path / "splits.json").exists():
+        CONSOLE.print(f"generating the synthetic '{preset}' preset in {path}")
+        generate(make_spec(preset, seed=0), path, progress=True)
+    return path
+
+
+def evaluate_checkpoints(config_path: Path) -> Curve:
+    """ns-eval's metrics on the held-out views for every checkpoint of a run, in step order."""
+    config, pipeline, _, _ = eval_setup(config_path, test_mode="test")
+    assert config.load_dir is not None
+    steps = sorted(int(p.stem.split("-")[1]) for p in config.load_dir.glob("step-*.ckpt"))
+    curve: Curve = []
+    for step in steps:
+        config.load_step = step
+        eval_load_checkpoint(config, pipeline)
+        curve.append((step, pipeline.get_average_eval_image_metrics(step=step)))
+    return curve
+
+
+def format_value(value: object, spec: str) -> str:
+    """A table cell: the formatted number, or '–' when the metric is unavailable."""
+    if not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, spec)
+
+
+@dataclass
+class MethodResult:
+    """One method's run: its evaluated checkpoints and training wall time."""
+
+    method: str
+    curve: Curve
+    train_seconds: Optional[float]
+
+    @property
+    def final(self) -> Dict[str, object]:
+        return self.curve[-1][1] if self.curve else {}
+
+    @property
+    def steps(self) -> Optional[int]:
+        return self.curve[-1][0] if self.curve else None
+
+    def row(self) -> Dict[str, object]:
+        """The CSV row of the last checkpoint."""
+        row: Dict[str, object] = {"method": self.method, "label": LABELS.get(self.method, self.method)}
+        row.update(steps=self.steps, train_seconds=self.train_seconds)
+        row.update({key: self.final.get(key) for key, _, _ in COLUMNS})
+        row.update({key: self.final.get(key) for key in EXTRA_KEYS})
+        return row
+
+
+def markdown_table(results: Sequence[MethodResult]) -> str:
+    """GHNeRF Table 1's layout (PSNR, SSIM, LPIPS, MSE, PCK), then MPJPE, FPS, steps and training time."""
+    headers = ["Method", *(header for _, header, _ in COLUMNS), "Steps", "Train (min)"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(headers) - 1)) + "|"]
+    for result in results:
+        cells = [LABELS.get(result.method, result.method)]
+        cells += [format_value(result.final.get(key), spec) for key, _, spec in COLUMNS]
+        minutes = None if result.train_seconds is None else result.train_seconds / 60
+        cells += [format_value(result.steps, "d"), format_value(minutes, ".1f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paper_table() -> str:
+    lines = ["| Method | PSNR ↑ | SSIM ↑ | LPIPS ↓ | MSE ↓ | PCK ↑ |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in PAPER_TABLE_1])
+
+
+def write_csv(path: Path, rows: Sequence[Dict[str, object]]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def curve_rows(results: Sequence[MethodResult]) -> List[Dict[str, object]]:
+    """One CSV row per (method, evaluated checkpoint)."""
+    keys = [key for key, _, _ in COLUMNS] + list(EXTRA_KEYS)
+    return [
+        {"method": r.method, "step": step, **{key: metrics.get(key) for key in keys}}
+        for r in results
+        for step, metrics in r.curve
+    ]
+
+
+def plot_curves(results: Sequence[MethodResult], path: Path) -> None:
+    """One panel per metric that some checkpoint has, one line per method, over training steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(k, h) for k, h, _ in COLUMNS if any(m.get(k) is not None for r in results for _, m in r.curve)]
+    figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.6 * max(len(panels), 1), 3.2), squeeze=False)
+    for axis, (key, header) in zip(axes[0], panels):
+        for result in results:
+            points = [(step, m[key]) for step, m in result.curve if m.get(key) is not None]
+            if points:
+                axis.plot(*zip(*points), marker="o", label=LABELS.get(result.method, result.method))
+        axis.set_title(header)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+@dataclass
+class Bench:
+    """Train and evaluate methods on the same synthetic split with the same budget; write a Table 1 and curves."""
+
+    output_dir: Path = Path("benchmarks/results/table")
+    methods: Tuple[str, ...] = DEFAULT_METHODS
+    data: Path = Path("data/synth-bench")
+    """Dataset root; generated from ``--preset`` when it has no splits.json."""
+    preset: PresetName = "bench"
+    device: Literal["cpu", "cuda"] = "cpu"
+    """cpu: with the CPU overrides (``configs.cpu``); cuda: the methods' own (paper) settings."""
+    max_steps: Optional[int] = None
+    """Training steps per method; default: 1000 on cpu, the method's own (200k) on cuda."""
+    minutes: Optional[float] = None
+    """Wall-clock training budget per method (training stops at whichever of steps or minutes comes first)."""
+    eval_every: int = 250
+    """Steps between the checkpoints that are evaluated for the curves."""
+    eval_max_views: Optional[int] = 8
+    """Held-out views evaluated per checkpoint, spread over subjects and frames; None: all."""
+    train_args: str = ""
+    """Further ns-train flags for every method, as one string (e.g. "--pipeline.model.keypoints-3d-voxel-size 0.03")."""
+    skip_training: bool = False
+    """Reuse the runs already in output_dir (re-evaluate and re-tabulate)."""
+
+    def main(self) -> None:
+        data = prepare_data(self.data, self.preset)
+        start = time.time()
+        results = []
+        for method in self.methods:
+            seconds = None if self.skip_training else self.train(method, data)
+            curve = evaluate_checkpoints(self.config_path(method))
+            results.append(MethodResult(method, curve, seconds or self.recorded_seconds(method)))
+            (self.output_dir / "evals").mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "evals" / f"{method}.json").write_text(json.dumps(curve, indent=1))
+        self.write_outputs(results, time.time() - start)
+
+    @property
+    def steps(self) -> Optional[int]:
+        """Training steps per method (None: the method's own)."""
+        return self.max_steps if self.max_steps is not None else (1000 if self.device == "cpu" else None)
+
+    def config_path(self, method: str) -> Path:
+        return self.output_dir / "runs" / "bench" / method / "run" / "config.yml"
+
+    def train_command(self, method: str, data: Path) -> List[str]:
+        """The ns-train command line of one method under this budget."""
+        args = [method, "--data", str(data), "--output-dir", str(self.output_dir / "runs")]
+        args += ["--experiment-name", "bench", "--timestamp", "run"]
+        if self.device == "cpu":
+            args += cpu_overrides(method)
+        else:
+            args += [
+                "--machine.device-type",
+                "cuda",
+                "--vis",
+                "tensorboard",
+                "--viewer.quit-on-train-completion",
+                "True",
+            ]
+        if self.steps is not None:
+            args += ["--max-num-iterations", str(self.steps)]
+        args += ["--steps-per-save", str(self.eval_every), "--save-only-latest-checkpoint", "False"]
+        args += ["--steps-per-eval-all-images", str(10**9)]
+        if self.eval_max_views is not None:
+            args += ["--pipeline.datamanager.dataparser.eval-max-views", str(self.eval_max_views)]
+        return args + shlex.split(self.train_args)
+
+    def train(self, method: str, data: Path) -> float:
+        """Trains one method in its own process; returns the wall time in seconds."""
+        budget = 60.0 * self.minutes if self.minutes else 0.0
+        command = [sys.executable, "-m", "nerfstudio_humanfeat.scripts.train_budget", str(budget)]
+        command += self.train_command(method, data)
+        logs = self.output_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        CONSOLE.print(f"[bold]bench[/bold]: training {method} (log: {logs / f'{method}.log'})")
+        start = time.time()
+        with (logs / f"{method}.log").open("w") as log:
+            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        seconds = time.time() - start
+        if result.returncode != 0:
+            raise SystemExit(f"training {method} failed (exit {result.returncode}); see {logs / f'{method}.log'}")
+        (logs / f"{method}.json").write_text(json.dumps({"train_seconds": seconds, "command": command}))
+        return seconds
+
+    def recorded_seconds(self, method: str) -> Optional[float]:
+        record = self.output_dir / "logs" / f"{method}.json"
+        return json.loads(record.read_text())["train_seconds"] if record.exists() else None
+
+    def write_outputs(self, results: Sequence[MethodResult], seconds: float) -> None:
+        out = self.output_dir
+        write_csv(out / "table.csv", [r.row() for r in results])
+        write_csv(out / "curves.csv", curve_rows(results))
+        plot_curves(results, out / "curves.png")
+        table = markdown_table(results)
+        (out / "table.md").write_text(self.report(results, table, seconds))
+        CONSOLE.print(table)
+        CONSOLE.print(f"wrote {out / 'table.md'}, table.csv, curves.csv and curves.png")
+
+    def report(self, results: Sequence[MethodResult], table: str, seconds: float) -> str:
+        """table.md: the budget, the table, what the columns mean, and the paper's numbers for reference."""
+        budget = f"{self.steps or 'the method default of'} steps"
+        if self.minutes:
+            budget += f" or {self.minutes:g} min of training, whichever comes first"
+        notes = {k: v for r in results for k, v in r.final.items() if k.startswith("notes/")}
+        lines = [
+            "# Benchmark: generalization to held-out subjects",
+            "",
+            f"Data: {self.data} ({self.preset} preset). Device: {self.device}"
+            + (" with the CPU overrides" if self.device == "cpu" else " with the methods' settings")
+            + f". Budget per method: {budget}, checkpoints every {self.eval_every} steps. Evaluation: "
+            + f"{self.eval_max_views or 'all'} held-out views per checkpoint. Wall time: {seconds / 60:.1f} min.",
+            "",
+            table,
+            "",
+            "MSE: heatmap MSE; PCK: PCK@0.2 of the torso diameter, mean over views; MPJPE: 3D keypoints from the "
+            "volumetric heatmap against the ground-truth joints; FPS: full-frame render and metrics per view; "
+            "'–': unavailable (see the notes).",
+            "",
+            *[f"- {key[len('notes/') :]}: {text}" for key, text in notes.items()],
+            "",
+            "GHNeRF paper, Table 1 (ZJU-MoCap, 512 px, 200k steps on a GPU), for reference:",
+            "",
+            paper_table(),
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def entrypoint() -> None:
+    tyro.cli(Bench).main()
+
+
+if __name__ == "__main__":
+    entrypoint()
