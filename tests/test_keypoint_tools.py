@@ -116,8 +116,11 @@ def test_hfnerf_point_queries_return_density_heatmaps_and_dense_pose(tiny_datase
         fields = model.query_points(target, sources, model.condition(target, sources), points)
     assert fields["density"].shape == (50, 1) and (fields["density"] >= 0).all()
     assert fields["heatmap"].shape == (50, 25) and fields["densepose"].shape == (50, 3)
-    volume = model.heatmap_volume(frame_key, voxel_size=0.1)
+    volume = model.heatmap_volume(frame_key, 0.1, camera=model.catalog.subject(frame_key).target_cameras[0])
     assert volume.shape[0] == 25 and volume.dim() == 4 and torch.isfinite(volume).all()
+    assert model.keypoint_cameras(frame_key) == [1, 3, 5, 7]  # all target cameras by default, else evenly spread
+    model.config.keypoints_3d_cameras = 2
+    assert model.keypoint_cameras(frame_key) == [1, 5]
 
 
 def test_openpose_keypoints_shift_to_integer_pixel_centres_and_zero_missing_joints():

@@ -20,6 +20,7 @@ COMMON = [
     "--steps-per-eval-image", "250",
     "--steps-per-eval-all-images", "1000000",
     "--steps-per-save", "250",
+    "--pipeline.model.keypoints-3d-cameras", "1",
 ]  # fmt: skip
 
 PER_METHOD = {
