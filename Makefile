@@ -27,8 +27,8 @@ test: install
 	$(BIN)/python -m pytest -q tests
 
 lint: install
-	$(BIN)/ruff check nerfstudio_humanfeat tests
-	$(BIN)/ruff format --check nerfstudio_humanfeat tests
+	$(BIN)/ruff check nerfstudio_humanfeat tests benchmarks
+	$(BIN)/ruff format --check nerfstudio_humanfeat tests benchmarks
 
 demo-data: install
 	@test -f $(DEMO_DATA)/splits.json || $(BIN)/ns-humanfeat-synth --preset demo --output-dir $(DEMO_DATA)
