@@ -32,10 +32,10 @@ def run_module(module: str, *args: str, cwd: Path) -> None:
 
 @pytest.fixture(scope="module")
 def bench_dir(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ns-humanfeat-bench on the tiny data: ghnerf, 4 steps, checkpoints at steps 2 and 3, one evaluation view."""
+    """ns-humanfeat-bench on the tiny data: ghnerf, 4 steps (a 5-minute budget never reached), checkpoints 2 and 3."""
     out = tmp_path_factory.mktemp("bench")
     args = ["--output-dir", str(out), "--data", str(tiny_dataset), "--methods", "ghnerf", "--max-steps", "4"]
-    args += ["--eval-every", "2", "--eval-max-views", "1", f"--train-args={TINY_ARGS}"]
+    args += ["--minutes", "5", "--eval-every", "2", "--eval-max-views", "1", f"--train-args={TINY_ARGS}"]
     run_module("nerfstudio_humanfeat.scripts.bench", *args, cwd=out)
     return out
 

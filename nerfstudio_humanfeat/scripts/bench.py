@@ -17,6 +17,7 @@ import csv
 import json
 import math
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -59,6 +60,9 @@ PAPER_TABLE_1 = (
 )
 """GHNeRF Table 1 (ZJU-MoCap, unseen subjects, 512 px, 200k steps): PSNR, SSIM, LPIPS, MSE, PCK."""
 
+GPU_FLAGS = ["--machine.device-type", "cuda", "--vis", "tensorboard", "--viewer.quit-on-train-completion", "True"]
+"""ns-train flags of a GPU run; everything else stays at the method's (paper) settings."""
+
 Curve = List[Tuple[int, Dict[str, object]]]
 
 
@@ -96,7 +100,7 @@ class MethodResult:
 
     method: str
     curve: Curve
-    train_seconds: Optional[float]
+    train_seconds: float
 
     @property
     def final(self) -> Dict[str, object]:
@@ -122,7 +126,7 @@ def markdown_table(results: Sequence[MethodResult]) -> str:
     for result in results:
         cells = [LABELS.get(result.method, result.method)]
         cells += [format_value(result.final.get(key), spec) for key, _, spec in COLUMNS]
-        minutes = None if result.train_seconds is None else result.train_seconds / 60
+        minutes = result.train_seconds / 60
         cells += [format_value(result.steps, "d"), format_value(minutes, ".1f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -195,19 +199,14 @@ class Bench:
     """Held-out views evaluated per checkpoint, spread over subjects and frames; None: all."""
     train_args: str = ""
     """Further ns-train flags for every method, as one string (e.g. "--pipeline.model.keypoints-3d-voxel-size 0.03")."""
-    skip_training: bool = False
-    """Reuse the runs already in output_dir (re-evaluate and re-tabulate)."""
+    resume: bool = False
+    """Keep what output_dir already holds: evaluated methods (evals/) as they are, finished trainings (logs/) are
+    only evaluated; the other methods run as usual."""
 
     def main(self) -> None:
         data = prepare_data(self.data, self.preset)
         start = time.time()
-        results = []
-        for method in self.methods:
-            seconds = None if self.skip_training else self.train(method, data)
-            curve = evaluate_checkpoints(self.config_path(method))
-            results.append(MethodResult(method, curve, seconds or self.recorded_seconds(method)))
-            (self.output_dir / "evals").mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "evals" / f"{method}.json").write_text(json.dumps(curve, indent=1))
+        results = [self.run_method(method, data) for method in self.methods]
         self.write_outputs(results, time.time() - start)
 
     @property
@@ -225,14 +224,7 @@ class Bench:
         if self.device == "cpu":
             args += cpu_overrides(method)
         else:
-            args += [
-                "--machine.device-type",
-                "cuda",
-                "--vis",
-                "tensorboard",
-                "--viewer.quit-on-train-completion",
-                "True",
-            ]
+            args += GPU_FLAGS
         if self.steps is not None:
             args += ["--max-num-iterations", str(self.steps)]
         args += ["--steps-per-save", str(self.eval_every), "--save-only-latest-checkpoint", "False"]
@@ -241,13 +233,14 @@ class Bench:
             args += ["--pipeline.datamanager.dataparser.eval-max-views", str(self.eval_max_views)]
         return args + shlex.split(self.train_args)
 
-    def train(self, method: str, data: Path) -> float:
-        """Trains one method in its own process; returns the wall time in seconds."""
+    def train(self, method: str, data: Path) -> None:
+        """Trains one method in its own process; its command and wall time go to logs/<method>.json."""
         budget = 60.0 * self.minutes if self.minutes else 0.0
         command = [sys.executable, "-m", "nerfstudio_humanfeat.scripts.train_budget", str(budget)]
         command += self.train_command(method, data)
         logs = self.output_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.config_path(method).parent, ignore_errors=True)  # no checkpoints of an earlier run
         CONSOLE.print(f"[bold]bench[/bold]: training {method} (log: {logs / f'{method}.log'})")
         start = time.time()
         with (logs / f"{method}.log").open("w") as log:
@@ -256,11 +249,19 @@ class Bench:
         if result.returncode != 0:
             raise SystemExit(f"training {method} failed (exit {result.returncode}); see {logs / f'{method}.log'}")
         (logs / f"{method}.json").write_text(json.dumps({"train_seconds": seconds, "command": command}))
-        return seconds
 
-    def recorded_seconds(self, method: str) -> Optional[float]:
-        record = self.output_dir / "logs" / f"{method}.json"
-        return json.loads(record.read_text())["train_seconds"] if record.exists() else None
+    def run_method(self, method: str, data: Path) -> MethodResult:
+        """Trains (unless resumed) and evaluates one method; its curve is saved to evals/<method>.json."""
+        record, evals = self.output_dir / "logs" / f"{method}.json", self.output_dir / "evals" / f"{method}.json"
+        if not (self.resume and record.exists()):
+            self.train(method, data)
+        if self.resume and evals.exists():
+            curve = [(step, metrics) for step, metrics in json.loads(evals.read_text())]
+        else:
+            curve = evaluate_checkpoints(self.config_path(method))
+            evals.parent.mkdir(parents=True, exist_ok=True)
+            evals.write_text(json.dumps(curve, indent=1))
+        return MethodResult(method, curve, json.loads(record.read_text())["train_seconds"])
 
     def write_outputs(self, results: Sequence[MethodResult], seconds: float) -> None:
         out = self.output_dir
@@ -281,10 +282,11 @@ class Bench:
         lines = [
             "# Benchmark: generalization to held-out subjects",
             "",
-            f"Data: {self.data} ({self.preset} preset). Device: {self.device}"
+            f"Data: {self.data}. Device: {self.device}"
             + (" with the CPU overrides" if self.device == "cpu" else " with the methods' settings")
             + f". Budget per method: {budget}, checkpoints every {self.eval_every} steps. Evaluation: "
-            + f"{self.eval_max_views or 'all'} held-out views per checkpoint. Wall time: {seconds / 60:.1f} min.",
+            + f"{self.eval_max_views or 'all'} held-out views per checkpoint. "
+            + f"Wall time of this invocation: {seconds / 60:.1f} min.",
             "",
             table,
             "",

@@ -30,13 +30,13 @@ def train_with_budget(config: TrainerConfig, seconds: Optional[float]) -> None:
     trainer.setup()
     timer = threading.Timer(seconds, trainer.shutdown) if seconds else None
     if timer is not None:
-        timer.daemon = True
         timer.start()
     try:
         trainer.train()
     finally:
         if timer is not None:
             timer.cancel()
+            timer.join()  # a timer thread left at interpreter exit aborts the process
 
 
 def main(argv: List[str]) -> None:
