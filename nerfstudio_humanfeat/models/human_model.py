@@ -348,8 +348,8 @@ class HumanFeatureModel(Model):
             heatmap = "h(x) (1 - exp(-sigma dx))" if cfg.keypoints_3d_weighting == "occupancy" else "h(x)"
             notes["mpjpe_mm"] = (
                 f"3D keypoints: peaks of the volumetric heatmap {heatmap} on a {cfg.keypoints_3d_voxel_size} m grid "
-                f"in the frame's box (threshold {cfg.keypoints_3d_threshold}), averaged over "
-                f"{cfg.keypoints_3d_cameras or 'all'} target cameras; MPJPE over the joints found and present in the "
-                "ground truth, keypoints3d_detected = the share of ground-truth joints found"
+                f"in the frame's box (threshold {cfg.keypoints_3d_threshold}), averaged over the volumes "
+                f"conditioned for {cfg.keypoints_3d_cameras or 'all'} target camera(s); MPJPE over the joints found "
+                "and present in the ground truth, keypoints3d_detected = the share of ground-truth joints found"
             )
         return notes

@@ -163,8 +163,12 @@ def plot_curves(results: Sequence[MethodResult], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [(k, h) for k, h, _ in COLUMNS if any(m.get(k) is not None for r in results for _, m in r.curve)]
-    figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.6 * max(len(panels), 1), 3.2), squeeze=False)
-    for axis, (key, header) in zip(axes[0], panels):
+    columns = min(max(len(panels), 1), 4)
+    rows = math.ceil(max(len(panels), 1) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False)
+    for axis in axes.flat[len(panels) :]:
+        axis.axis("off")
+    for axis, (key, header) in zip(axes.flat, panels):
         for result in results:
             points = [(step, m[key]) for step, m in result.curve if m.get(key) is not None]
             if points:
