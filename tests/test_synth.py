@@ -5,19 +5,31 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict
 
 import cv2
 import numpy as np
 import pytest
 import smplx
 import torch
+import tyro
 
 from nerfstudio_humanfeat.skeleton import BODY25_NAMES, SMPL_PARENTS
+from nerfstudio_humanfeat.synth.background import BACKGROUNDS, DOME_RADIUS, studio
 from nerfstudio_humanfeat.synth.body_model import NUM_VERTICES, build_body_model, load_smpl, pose_body
-from nerfstudio_humanfeat.synth.generator import BODY_MODEL_PATH, PRESETS, DistortionMap, generate, make_spec
+from nerfstudio_humanfeat.synth.generator import (
+    BODY_MODEL_PATH,
+    PRESETS,
+    DistortionMap,
+    Renderer,
+    animate,
+    generate,
+    make_spec,
+    plan_subject,
+    vertex_normals,
+)
 from nerfstudio_humanfeat.synth.motions import MOTION_NAMES, motion, sample_motion_params
-from nerfstudio_humanfeat.synth.raycast import raycast
+from nerfstudio_humanfeat.synth.raycast import pixel_rays, raycast
 
 SUBJECTS = ["synth_000", "synth_001", "synth_002"]
 SMPL_KEYS = {"v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f"}
@@ -340,5 +352,128 @@ def test_cli_help_lists_options(capsys: pytest.CaptureFixture, monkeypatch: pyte
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--preset", "--output-dir", "--seed", "--num-subjects", "--num-frames", "--num-cameras",
-                   "--resolution", "--overwrite"):  # fmt: skip
+                   "--resolution", "--overwrite", "--background {black,dome}"):  # fmt: skip
         assert option in text
+
+
+def small_spec(background: str, seed: int = 0, resolution: int = 64):
+    return make_spec(
+        "tiny", seed=seed, num_subjects=1, num_frames=1, num_cameras=4, resolution=resolution, background=background
+    )
+
+
+@pytest.fixture(scope="module")
+def backgrounds(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+    """Roots of the same small dataset (seed 0) generated with each background."""
+    roots = {}
+    for background in BACKGROUNDS:
+        roots[background] = tmp_path_factory.mktemp(f"synth_{background}")
+        generate(small_spec(background), roots[background], progress=False)
+    return roots
+
+
+def relative_files(root: Path, suffix: str = "") -> list:
+    return sorted(p.relative_to(root) for p in root.rglob(f"*{suffix}") if p.is_file())
+
+
+def test_dome_background_is_bright_outside_the_mask(backgrounds: Dict[str, Path]) -> None:
+    images = relative_files(backgrounds["dome"] / "synth_000", ".jpg")
+    assert len(images) == 4
+    for rel in images:
+        mask = read_mask(backgrounds["black"] / "synth_000" / "mask" / rel.with_suffix(".png")) > 0
+        outside = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+        assert outside.mean() > 0.5
+        black = cv2.imread(str(backgrounds["black"] / "synth_000" / rel))[outside] / 255.0
+        dome = cv2.imread(str(backgrounds["dome"] / "synth_000" / rel))[outside] / 255.0
+        assert black.mean() < 0.01, f"{rel}: black background"
+        assert dome.mean() > 0.25, f"{rel}: dome background too dark ({dome.mean():.3f})"
+        assert dome.std() > 0.05, f"{rel}: dome background is not textured"
+
+
+def test_dome_changes_only_the_images(backgrounds: Dict[str, Path]) -> None:
+    black, dome = backgrounds["black"], backgrounds["dome"]
+    files = relative_files(black)
+    assert files == relative_files(dome)
+    for rel in files:
+        if rel.suffix == ".npz":
+            with np.load(black / rel) as a, np.load(dome / rel) as b:
+                assert_same(dict(a), dict(b))
+        elif rel.suffix == ".jpg":
+            assert (black / rel).read_bytes() != (dome / rel).read_bytes(), rel
+        else:
+            assert (black / rel).read_bytes() == (dome / rel).read_bytes(), rel
+
+
+def test_dome_is_deterministic(backgrounds: Dict[str, Path], tmp_path: Path) -> None:
+    generate(small_spec("dome"), tmp_path, progress=False)
+    images = relative_files(tmp_path, ".jpg")
+    assert images == relative_files(backgrounds["dome"], ".jpg")
+    for rel in images:
+        assert (tmp_path / rel).read_bytes() == (backgrounds["dome"] / rel).read_bytes(), rel
+
+
+def test_dome_keeps_the_body_pixels(tmp_path: Path) -> None:
+    spec = small_spec("dome", resolution=96)
+    body = build_body_model()
+    smpl = load_smpl(body.save(tmp_path / "SMPL_NEUTRAL.pkl"))
+    plan = plan_subject(spec, 0)
+    verts = torch.from_numpy(animate(plan, spec, smpl, body.surface_vertex_mask()).vertices[0]).float()
+    normals = vertex_normals(verts, torch.from_numpy(body.faces).long())
+    renderers = [Renderer(body, plan, spec.supersample, background) for background in BACKGROUNDS]
+    inside, same = 0, 0
+    for camera in range(spec.num_cameras):
+        black, dome = (renderer.render(verts, normals, camera) for renderer in renderers)
+        np.testing.assert_array_equal(black.mask, dome.mask)
+        np.testing.assert_array_equal(black.embedding, dome.embedding)
+        assert np.all(dome.image >= black.image), "the background only adds light where the body does not cover"
+        assert np.any(dome.image[~dome.mask] != black.image[~dome.mask])
+        # Sub-pixel gaps between limbs let a few pixels well inside the mask see some background.
+        interior = cv2.erode(black.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        inside += int(interior.sum())
+        same += int((dome.image == black.image).all(-1)[interior].sum())
+    assert inside > 200 and same > 0.97 * inside, (same, inside)
+
+
+def test_studio_is_the_same_from_every_camera() -> None:
+    gen = torch.Generator().manual_seed(0)
+    radius, angle = 4.0 * torch.rand(200, generator=gen).sqrt(), 2 * np.pi * torch.rand(200, generator=gen)
+    floor = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle), torch.zeros(200)], -1)
+    up = torch.nn.functional.normalize(torch.randn(200, 3, generator=gen).double(), dim=-1)
+    up[:, 2] = up[:, 2].abs() + 0.05
+    points = torch.cat([floor.double(), DOME_RADIUS * torch.nn.functional.normalize(up, dim=-1)])
+    colours = []
+    for origin in ([3.0, 0.0, 1.5], [-1.5, 2.5, 1.7], [0.3, -2.9, 1.4]):
+        origin = torch.tensor(origin, dtype=torch.float64)
+        colours.append(studio(origin, torch.nn.functional.normalize(points - origin, dim=-1)))
+    for other in colours[1:]:
+        torch.testing.assert_close(other, colours[0], atol=1e-4, rtol=0)
+    floor_colour, dome_colour = colours[0][:200], colours[0][200:]
+    assert floor_colour.mean() > 0.25 and dome_colour.mean() > 0.25
+    assert floor_colour.std(0).min() > 0.02 and dome_colour.std(0).min() > 0.02, "textured"
+
+
+def test_pixel_rays_project_back_to_their_pixels() -> None:
+    k = _camera_k(32, 40.0).double()
+    rot = torch.from_numpy(cv2.Rodrigues(np.array([0.3, -0.2, 0.1]))[0])
+    trans = torch.tensor([0.2, -0.1, 3.0], dtype=torch.float64)
+    origin, directions = pixel_rays(k, rot, trans, 24, 32)
+    assert directions.shape == (24, 32, 3)
+    torch.testing.assert_close(directions.norm(dim=-1), torch.ones(24, 32, dtype=torch.float64))
+    torch.testing.assert_close(rot @ origin + trans, torch.zeros(3, dtype=torch.float64))
+    points = (origin + 2.5 * directions) @ rot.T + trans
+    pixels = points @ k.T
+    ys, xs = torch.meshgrid(torch.arange(24.0), torch.arange(32.0), indexing="ij")
+    torch.testing.assert_close(pixels[..., :2] / pixels[..., 2:], torch.stack([xs, ys], -1).double())
+
+
+def test_bench_preset_defaults_to_dome() -> None:
+    from nerfstudio_humanfeat.scripts import synth
+
+    assert PRESETS["bench"].background == "dome" and make_spec("bench").background == "dome"
+    assert PRESETS["tiny"].background == "black" and PRESETS["demo"].background == "black"
+    assert make_spec("bench", background="black").background == "black"
+    assert make_spec("tiny", background="dome").background == "dome"
+    with pytest.raises(ValueError):
+        make_spec("tiny", background="green")  # type: ignore[arg-type]
+    assert tyro.cli(synth.SynthConfig, args=["--output-dir", "x"]).background is None
+    assert tyro.cli(synth.SynthConfig, args=["--output-dir", "x", "--background", "dome"]).background == "dome"

@@ -14,7 +14,7 @@ from typing import Callable, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, UInt8
 from torch import Tensor
 
 MaskMode = Literal["mask", "mask_cihp", "union", "none"]
@@ -99,13 +99,22 @@ class SubjectRecord:
 
 @dataclass
 class ViewData:
-    """One decoded view at output resolution."""
+    """One decoded view at output resolution; the image is kept as 8-bit (a quarter of float32 in the cache)."""
 
-    image: Float[Tensor, "H W 3"]
+    rgb8: UInt8[Tensor, "H W 3"]
     mask: Bool[Tensor, "H W"]
     keypoints2d: Optional[Float[Tensor, "J 3"]]
     densepose: Optional[Float[Tensor, "H W D"]] = None
     densepose_mask: Optional[Bool[Tensor, "H W"]] = None
+
+    @property
+    def image(self) -> Float[Tensor, "H W 3"]:
+        """The image in [0, 1]."""
+        return self.rgb8.float() / 255.0
+
+    def pixels(self, y: Tensor, x: Tensor) -> Float[Tensor, "N 3"]:
+        """Colours in [0, 1] at integer pixel indices."""
+        return self.rgb8[y, x].float() / 255.0
 
 
 ViewLoader = Callable[["SubjectRecord", "FrameRecord", int], ViewData]
@@ -215,7 +224,7 @@ def select_nearest_views(
 
 def _view_bytes(view: ViewData) -> int:
     total = 0
-    for tensor in (view.image, view.mask, view.densepose, view.densepose_mask):
+    for tensor in (view.rgb8, view.mask, view.densepose, view.densepose_mask):
         if tensor is not None:
             total += tensor.numel() * tensor.element_size()
     return total

@@ -745,8 +745,32 @@ def to_output(
     return array
 
 
-def load_view(subject: SubjectRecord, frame: FrameRecord, camera: int) -> ViewData:
-    """Decoded, undistorted and resized image, mask, keypoints and dense pose of one view (the ViewLoader)."""
+@dataclass(frozen=True)
+class BackgroundOptions:
+    """What a loaded image shows outside the person: real captures show the dome, which no model renders."""
+
+    background: Literal["black", "keep"] = "black"
+    """'black': pixels outside the (dilated) foreground mask are set to 0, in target and source images alike, as
+    every ZJU-MoCap method's loader does (the renderers composite on black); 'keep': the image as captured."""
+    mask_dilation: int = 5
+    """Pixels (at output resolution) by which the mask is dilated before the background is zeroed: ENeRF 5,
+    Neural Body and KeypointNeRF 0."""
+
+
+def mask_background(
+    image: UInt8[np.ndarray, "H W 3"], mask: Bool[np.ndarray, "H W"], dilation: int
+) -> UInt8[np.ndarray, "H W 3"]:
+    """The image with every pixel farther than `dilation` pixels from the mask set to 0."""
+    if dilation > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation + 1, 2 * dilation + 1))
+        mask = cv2.dilate(mask.astype(np.uint8), kernel) > 0
+    return image * mask[..., None].astype(image.dtype)
+
+
+def load_view(
+    subject: SubjectRecord, frame: FrameRecord, camera: int, background: BackgroundOptions = BackgroundOptions()
+) -> ViewData:
+    """Decoded, undistorted and resized image (background masked), mask, keypoints and dense pose of one view."""
     rig = subject.rig
     path = frame.image_paths[camera]
     if path is None:
@@ -770,8 +794,10 @@ def load_view(subject: SubjectRecord, frame: FrameRecord, camera: int) -> ViewDa
         check_size(densepose_path, dp_mask.shape, rig)
         densepose = torch.from_numpy(to_output(embedding, rig, camera, nearest=True))
         densepose_mask = torch.from_numpy(to_output(dp_mask.astype(np.uint8), rig, camera, nearest=True) > 0)
+    if background.background == "black" and masks:
+        image = mask_background(image, mask, background.mask_dilation)
     return ViewData(
-        image=torch.from_numpy(image).float() / 255.0,
+        rgb8=torch.from_numpy(np.ascontiguousarray(image)),
         mask=torch.from_numpy(np.ascontiguousarray(mask)),
         keypoints2d=None if frame.keypoints2d is None else frame.keypoints2d[camera],
         densepose=densepose,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Literal, Optional, Tuple
 
 import torch
 from jaxtyping import Bool, Float
@@ -130,3 +130,16 @@ class DepthGuidedSampler(Sampler):
             spacing_starts=bins[..., :-1, None],
             spacing_ends=bins[..., 1:, None],
         )
+
+
+def sample_weights(
+    ray_samples: RaySamples, densities: Float[Tensor, "*bs S 1"], opacity: Literal["enerf", "interval"] = "interval"
+) -> Float[Tensor, "*bs S 1"]:
+    """Volume-rendering weights of samples: opacity 1 - exp(-sigma * delta) ('interval', NeRF's quadrature) or
+    1 - exp(-sigma) ('enerf', ENeRF's depth-guided samples, independent of their spacing)."""
+    if opacity == "interval":
+        return ray_samples.get_weights(densities)
+    if opacity != "enerf":
+        raise ValueError(f"opacity must be 'enerf' or 'interval', got {opacity!r}")
+    alphas = 1.0 - torch.exp(-densities)
+    return RaySamples.get_weights_and_transmittance_from_alphas(alphas, weights_only=True)

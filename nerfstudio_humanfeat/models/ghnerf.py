@@ -45,7 +45,7 @@ from nerfstudio_humanfeat.model_components.projection import (
     project_points,
     transform_points,
 )
-from nerfstudio_humanfeat.model_components.ray_samplers import DepthGuidedSampler, ray_aabb_near_far
+from nerfstudio_humanfeat.model_components.ray_samplers import DepthGuidedSampler, ray_aabb_near_far, sample_weights
 from nerfstudio_humanfeat.model_components.views import SourceViews, TargetView, sample_source_features
 from nerfstudio_humanfeat.models.human_model import HumanFeatureModel, HumanFeatureModelConfig
 
@@ -78,6 +78,15 @@ class GHNeRFModelConfig(HumanFeatureModelConfig):
     """Channels of f_img after view pooling (ENeRF: 16)."""
     lambda_coordinate: float = 0.0
     """Weight of the coordinate loss through the g_co head (supplementary: 0.01 or 0.05; 0 disables the head)."""
+    opacity: Literal["enerf", "interval"] = "enerf"
+    """Opacity of a depth-guided sample: 'enerf' 1 - exp(-sigma) (ENeRF's code: the few samples stand for the
+    surface, whatever their spacing), 'interval' 1 - exp(-sigma * delta) (NeRF's quadrature; with the narrow
+    intervals of confident pixels the density must grow as 1 / std)."""
+    human_feature_dim: Optional[int] = 64
+    """f_h is projected to this many channels by a learned 1x1 convolution on the encoder's map, before it is sampled
+    and pooled per point; None samples the encoder's channels (512 for ResNet, GHNeRF as written). The projection is
+    a linear layer the paper's g_h would apply after pooling's mean; here it comes before the variance, so it is a
+    named deviation that cuts the per-sample cost of f_h by the channel ratio."""
     min_depth_std: float = 0.01
     """Lower bound (m) of the depth interval's half-width, so confident pixels still get an interval."""
     point_query_level: Literal[0, 1] = 1
@@ -132,7 +141,11 @@ class GHNeRFModel(HumanFeatureModel):
             self.human_encoder = build_human_encoder(
                 cfg.human_encoder, cfg.human_encoder_weights, cfg.freeze_human_encoder
             )
-            human_dim = 2 * self.human_encoder.out_channels
+            channels = self.human_encoder.out_channels
+            if cfg.human_feature_dim is not None:
+                self.human_projection = nn.Conv2d(channels, cfg.human_feature_dim, 1)
+                channels = cfg.human_feature_dim
+            human_dim = 2 * channels
         self.levels = nn.ModuleList([self._level_heads(level, human_dim) for level in range(2)])
 
     def _level_heads(self, level: int, human_dim: int) -> nn.ModuleDict:
@@ -165,7 +178,11 @@ class GHNeRFModel(HumanFeatureModel):
         for features in (quarter, full):
             rgb = F.interpolate(sources.images, size=features.shape[-2:], mode="bilinear", align_corners=False)
             level_maps.append(torch.cat([features, rgb], dim=1))
-        human = self.human_encoder(sources.images) if self.human_encoder is not None else None
+        human = None
+        if self.human_encoder is not None:
+            human = self.human_encoder(sources.images)
+            if self.config.human_feature_dim is not None:
+                human = self.human_projection(human)
         target_size = (target.height, target.width)
         near, far = frustum_depth_range(target, self.cost_volumes[0].volume_size(target_size))
         volumes = []
@@ -230,7 +247,7 @@ class GHNeRFModel(HumanFeatureModel):
             rgb = heads["g_c"](
                 view_features, point.directions, view_features[..., -3:], point.valid, context=point.nerf
             )
-        weights = ray_samples.get_weights(fields["density"])
+        weights = sample_weights(ray_samples, fields["density"], self.config.opacity)
         outputs = {
             f"rgb{suffix}": self.renderer_rgb(rgb=rgb, weights=weights),
             f"accumulation{suffix}": self.renderer_accumulation(weights=weights),
@@ -311,7 +328,9 @@ class GHNeRFModel(HumanFeatureModel):
         losses = {key: weight1 * value for key, value in super().get_loss_dict(outputs, batch).items()}
         if "rgb_level0" in outputs:
             losses["rgb_loss_level0"] = weight0 * F.mse_loss(outputs["rgb_level0"], batch["image"])
-            for key, value in self.feature_losses(outputs, batch, suffix="_level0").items():
+            level0 = self.feature_losses(outputs, batch, suffix="_level0")
+            level0.update(self.mask_losses(outputs, batch, suffix="_level0"))
+            for key, value in level0.items():
                 losses[key] = weight0 * value
         for suffix, weight in (("", weight1), ("_level0", weight0)):
             if f"coordinate_loss{suffix}" in outputs:

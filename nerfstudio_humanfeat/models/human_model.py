@@ -11,7 +11,7 @@ import os
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,8 @@ from nerfstudio_humanfeat.keypoints import (
 )
 from nerfstudio_humanfeat.metrics import ImageMetrics
 from nerfstudio_humanfeat.model_components.losses import PerceptualLoss, densepose_loss, masked_heatmap_mse
+from nerfstudio_humanfeat.model_components.outputs import LazyOutputs
+from nerfstudio_humanfeat.model_components.ray_samplers import ray_aabb_near_far
 from nerfstudio_humanfeat.model_components.views import SourceViews, TargetView, load_source_views
 from nerfstudio_humanfeat.skeleton import BODY25_NAMES
 
@@ -56,6 +58,10 @@ class HumanFeatureModelConfig(ModelConfig):
     """Channels of the dense-pose (continuous surface embedding) head; 0 disables the head."""
     lambda_heatmap: float = 0.5
     lambda_densepose: float = 0.5
+    lambda_mask: float = 0.5
+    """Weight of the mask loss, MSE between each ray's accumulated opacity and the foreground mask (AniPixel's mask
+    loss; GHNeRF and ENeRF have none, 0 gives the papers' loss). Without it the empty space of the subject's box is
+    learned from black pixels alone, and short trainings end in a fog filling the box."""
     lambda_perceptual: float = 0.01
     """Weight of the VGG perceptual loss on patches; off (with a warning) when VGG weights are unavailable."""
     perceptual_weights: Optional[Path] = None
@@ -246,32 +252,46 @@ class HumanFeatureModel(Model):
         conditioning = self.condition(target, sources)
         rays = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
         pixels = target.pixel_grid()
+        # Rays that miss the frame's box see only the (black) background: ENeRF renders just the others.
+        hit = ray_aabb_near_far(rays.origins, rays.directions, target.bbox)[2].reshape(-1)
+        inside = torch.nonzero(hit).squeeze(-1)
         chunk = self.config.eval_num_rays_per_chunk
         pieces: Dict[str, List[Tensor]] = {}
-        for start in range(0, len(rays), chunk):
-            out = self.render_rays(
-                rays[start : start + chunk], pixels[start : start + chunk], target, sources, conditioning
-            )
+        for start in range(0, len(inside), chunk):
+            index = inside[start : start + chunk]
+            out = self.render_rays(rays[index], pixels[index], target, sources, conditioning)
             for key, value in out.items():
-                if isinstance(value, Tensor) and value.shape[:1] == pixels[start : start + chunk].shape[:1]:
+                if isinstance(value, Tensor) and value.shape[:1] == index.shape:
                     pieces.setdefault(key, []).append(value)
-        outputs = {k: torch.cat(v).reshape(height, width, -1) for k, v in pieces.items()}
-        outputs.update(self.feature_visualizations(outputs))
-        return outputs
+        if not pieces:  # nothing of the box in view: render one ray for the output names and channel counts
+            out = self.render_rays(rays[:1], pixels[:1], target, sources, conditioning)
+            pieces = {k: [v[:0]] for k, v in out.items() if isinstance(v, Tensor) and v.shape[:1] == (1,)}
+        outputs = {}
+        for key, values in pieces.items():
+            rendered = torch.cat(values)
+            full = rendered.new_zeros(height * width, *rendered.shape[1:])
+            full[inside] = rendered
+            outputs[key] = full.reshape(height, width, -1)
+        return LazyOutputs(outputs, self.feature_visualizations(outputs))
 
-    def feature_visualizations(self, outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """Viewer/render outputs: coloured heatmaps, each joint's heatmap, dense pose colours and the skeleton."""
-        vis: Dict[str, Tensor] = {}
+    def feature_visualizations(self, outputs: Dict[str, Tensor]) -> Dict[str, Callable[[], Tensor]]:
+        """Viewer/render outputs, each made when asked for: coloured heatmaps, each joint's heatmap, dense pose
+        colours and the skeleton (2D keypoints extracted from the heatmaps, drawn on rgb)."""
+        vis: Dict[str, Callable[[], Tensor]] = {}
         if "heatmap" in outputs:
             heatmaps = outputs["heatmap"]
-            vis["joint_heatmap"] = heatmap_to_color(heatmaps)
+            vis["joint_heatmap"] = lambda: heatmap_to_color(heatmaps)
             names = BODY25_NAMES if heatmaps.shape[-1] == len(BODY25_NAMES) else None
             for j in range(heatmaps.shape[-1]):
-                vis[f"joint_{j:02d}_{names[j] if names else j}"] = heatmaps[..., j : j + 1]
-            keypoints = extract_keypoints_2d(heatmaps.permute(2, 0, 1), threshold=self.config.keypoint_threshold)
-            vis["skeleton"] = draw_skeleton(outputs["rgb"], keypoints).to(heatmaps)
+                vis[f"joint_{j:02d}_{names[j] if names else j}"] = lambda j=j: heatmaps[..., j : j + 1]
+
+            def skeleton() -> Tensor:
+                keypoints = extract_keypoints_2d(heatmaps.permute(2, 0, 1), threshold=self.config.keypoint_threshold)
+                return draw_skeleton(outputs["rgb"], keypoints).to(heatmaps)
+
+            vis["skeleton"] = skeleton
         if "densepose" in outputs:
-            vis["densepose_color"] = embedding_to_color(outputs["densepose"])
+            vis["densepose_color"] = lambda: embedding_to_color(outputs["densepose"])
         return vis
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -287,6 +307,7 @@ class HumanFeatureModel(Model):
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         losses = {"rgb_loss": F.mse_loss(outputs["rgb"], batch["image"])}
         losses.update(self.feature_losses(outputs, batch))
+        losses.update(self.mask_losses(outputs, batch))
         if self.perceptual is not None and self.perceptual.available and batch.get("num_patches", 0) > 0:
             num, size = int(batch["num_patches"]), int(batch["patch_size"])
             count = num * size * size
@@ -294,6 +315,13 @@ class HumanFeatureModel(Model):
             gt = batch["image"][:count].reshape(num, size, size, 3).permute(0, 3, 1, 2)
             losses["perceptual_loss"] = self.config.lambda_perceptual * self.perceptual(pred, gt)
         return losses
+
+    def mask_losses(self, outputs: Dict[str, Tensor], batch: Dict[str, Any], suffix: str = "") -> Dict[str, Tensor]:
+        """Accumulated opacity against the foreground mask (``lambda_mask``), for the outputs named with `suffix`."""
+        if self.config.lambda_mask <= 0 or "foreground" not in batch or f"accumulation{suffix}" not in outputs:
+            return {}
+        accumulation = outputs[f"accumulation{suffix}"].clamp(0.0, 1.0)
+        return {f"mask_loss{suffix}": self.config.lambda_mask * F.mse_loss(accumulation, batch["foreground"])}
 
     def feature_losses(self, outputs: Dict[str, Tensor], batch: Dict[str, Any], suffix: str = "") -> Dict[str, Tensor]:
         """Heatmap MSE over visible joints and dense-pose loss, for the outputs named with `suffix`."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import tyro
 from rich.console import Console
 from rich.table import Table
 
+from nerfstudio_humanfeat.synth.background import BackgroundName
 from nerfstudio_humanfeat.synth.generator import PresetName, SynthSummary, generate, make_spec
 
 CONSOLE = Console()
@@ -29,7 +30,7 @@ class SynthConfig:
     """Dataset root to write; it must be missing or empty unless --overwrite is given."""
     preset: PresetName = "demo"
     """Size: tiny (3 subjects of which 1 test, 2 frames, 8 cameras, 96 px; for tests), demo (6 / 2, 4 frames,
-    12 cameras, 128 px) or bench (8 / 2, 10 frames, 16 cameras, 256 px)."""
+    12 cameras, 128 px) or bench (8 / 2, 10 frames, 16 cameras, 256 px, dome background)."""
     seed: int = 0
     """Random seed; the same seed and options write the same files."""
     num_subjects: Optional[int] = None
@@ -45,6 +46,11 @@ class SynthConfig:
     """Override the preset's image size in pixels (square images)."""
     supersample: int = 3
     """Anti-aliasing: samples per pixel side (odd; 1 turns it off)."""
+    background: Annotated[
+        Optional[BackgroundName], tyro.conf.arg(metavar="{black,dome}", help_behavior_hint="(default: the preset's)")
+    ] = None
+    """Behind the person: black, or dome (a tiled floor and a textured capture dome, as in real captures, to
+    check that training masks the background away). bench uses dome, tiny and demo black."""
     overwrite: bool = False
     """Replace the subjects, body model and splits.json of a previous dataset in --output-dir."""
     quiet: bool = False
@@ -62,7 +68,8 @@ def print_summary(summary: SynthSummary) -> None:
     CONSOLE.print(table)
     CONSOLE.print(
         f"{spec.num_subjects} subjects x {spec.num_frames} frames x {spec.num_cameras} cameras = "
-        f"{summary.num_views} views at {spec.resolution}x{spec.resolution} px, seed {spec.seed}; "
+        f"{summary.num_views} views at {spec.resolution}x{spec.resolution} px, {spec.background} background, "
+        f"seed {spec.seed}; "
         f"body model {summary.num_vertices} vertices / {summary.num_faces} faces; "
         f"{summary.seconds:.1f} s ({1000 * summary.seconds / max(summary.num_views, 1):.0f} ms per view)"
     )
@@ -78,6 +85,7 @@ def main(config: SynthConfig) -> SynthSummary:
         num_cameras=config.num_cameras,
         resolution=config.resolution,
         supersample=config.supersample,
+        background=config.background,
     )
     summary = generate(spec, config.output_dir, overwrite=config.overwrite, progress=not config.quiet)
     print_summary(summary)

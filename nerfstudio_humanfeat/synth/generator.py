@@ -24,12 +24,14 @@ from torch import Tensor
 
 from nerfstudio_humanfeat.skeleton import BODY25_NAMES
 from nerfstudio_humanfeat.synth.appearance import CanonicalLandmarks, Outfit, albedo, lambertian, sample_outfit
+from nerfstudio_humanfeat.synth.background import BACKGROUNDS, BackgroundName, studio
 from nerfstudio_humanfeat.synth.body_model import NUM_BETAS, BodyModel, build_body_model, load_smpl, pose_body
 from nerfstudio_humanfeat.synth.motions import MOTION_NAMES, MotionParams, motion, sample_motion_params
 from nerfstudio_humanfeat.synth.raycast import (
     centre_samples,
     downsample,
     interpolate_hits,
+    pixel_rays,
     raycast,
     supersampled_intrinsics,
     world_to_camera,
@@ -63,6 +65,8 @@ class SynthSpec:
     """Samples per pixel side for the image (odd: the middle sample gives masks and dense pose)."""
     frame_interval: float = 0.2
     """Seconds of motion between consecutive frames."""
+    background: BackgroundName = "black"
+    """Behind the body: black, or dome (a tiled floor and a textured dome around the subject)."""
 
     def __post_init__(self) -> None:
         if self.num_subjects < 1 or self.num_frames < 1 or self.num_cameras < 1 or self.resolution < 16:
@@ -71,6 +75,8 @@ class SynthSpec:
             raise ValueError(f"num_test_subjects must be in [0, {self.num_subjects}], got {self.num_test_subjects}")
         if self.supersample < 1 or self.supersample % 2 == 0:
             raise ValueError(f"supersample must be a positive odd number, got {self.supersample}")
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"background must be one of {BACKGROUNDS}, got {self.background!r}")
 
     @property
     def num_views(self) -> int:
@@ -80,7 +86,9 @@ class SynthSpec:
 PRESETS: Dict[str, SynthSpec] = {
     "tiny": SynthSpec(num_subjects=3, num_test_subjects=1, num_frames=2, num_cameras=8, resolution=96),
     "demo": SynthSpec(num_subjects=6, num_test_subjects=2, num_frames=4, num_cameras=12, resolution=128),
-    "bench": SynthSpec(num_subjects=8, num_test_subjects=2, num_frames=10, num_cameras=16, resolution=256),
+    "bench": SynthSpec(
+        num_subjects=8, num_test_subjects=2, num_frames=10, num_cameras=16, resolution=256, background="dome"
+    ),
 }
 
 
@@ -93,6 +101,7 @@ def make_spec(
     num_cameras: Optional[int] = None,
     resolution: Optional[int] = None,
     supersample: int = 3,
+    background: Optional[BackgroundName] = None,
 ) -> SynthSpec:
     """A preset with overrides; without an explicit test count, a third of the subjects (at least one) is held out."""
     base = PRESETS[preset]
@@ -109,6 +118,7 @@ def make_spec(
         num_cameras=num_cameras or base.num_cameras,
         resolution=resolution or base.resolution,
         supersample=supersample,
+        background=background or base.background,
     )
 
 
@@ -280,7 +290,9 @@ class ViewRender:
 class Renderer:
     """Renders a subject's posed mesh into its cameras."""
 
-    def __init__(self, body: BodyModel, plan: SubjectPlan, supersample: int) -> None:
+    def __init__(
+        self, body: BodyModel, plan: SubjectPlan, supersample: int, background: BackgroundName = "black"
+    ) -> None:
         self.faces = torch.from_numpy(body.faces).long()
         self.face_parts = torch.from_numpy(body.face_parts).long()
         self.canonical = torch.from_numpy(body.v_template).float()
@@ -289,17 +301,34 @@ class Renderer:
         self.marks = CanonicalLandmarks.from_body(body)
         self.plan = plan
         self.factor = supersample
+        self.background = background
         cams = plan.cameras
         self.maps = [
             DistortionMap.build(cams.intrinsics[c], cams.distortion[c], cams.height, cams.width)
             for c in range(len(cams))
         ]
+        self._backdrops: Dict[int, Float[Tensor, "H W 3"]] = {}
 
     def padded_intrinsics(self, camera: int) -> Float[np.ndarray, "3 3"]:
         """K of the pinhole render, which has the distortion map's margin on every side."""
         k = self.plan.cameras.intrinsics[camera].copy()
         k[:2, 2] += self.maps[camera].margin
         return k
+
+    def backdrop(self, camera: int) -> Float[Tensor, "H W 3"]:
+        """The supersampled pinhole render of the background alone, a new tensor."""
+        cams, s = self.plan.cameras, self.factor
+        margin = self.maps[camera].margin
+        height, width = s * (cams.height + 2 * margin), s * (cams.width + 2 * margin)
+        if self.background == "black":
+            return torch.zeros(height, width, 3)
+        # Cached per camera: the cameras do not move, and the studio costs more than the body.
+        if camera not in self._backdrops:
+            k = supersampled_intrinsics(torch.from_numpy(self.padded_intrinsics(camera)), s)
+            rot, trans = torch.from_numpy(cams.rotation[camera]), torch.from_numpy(cams.translation[camera])
+            origin, directions = pixel_rays(k, rot, trans, height, width)
+            self._backdrops[camera] = studio(origin, directions.reshape(-1, 3)).reshape(height, width, 3)
+        return self._backdrops[camera].clone()
 
     def render(self, vertices: Float[Tensor, "V 3"], normals: Float[Tensor, "V 3"], camera: int) -> ViewRender:
         """Image, mask and dense pose of world-space vertices (with their normals) seen by one camera."""
@@ -316,7 +345,7 @@ class Renderer:
         canonical_hits = interpolate_hits(hits, self.canonical, self.faces)
         canonical = torch.zeros(s * height, s * width, 3)
         canonical[sel] = canonical_hits
-        shaded = torch.zeros(s * height, s * width, 3)
+        shaded = self.backdrop(camera)
         if bool(sel.any()):
             normal = interpolate_hits(hits, normals @ rot.T, self.faces)
             colour = albedo(canonical_hits, self.face_parts[hits.triangle[sel]], self.plan.outfit, self.marks)
@@ -552,7 +581,7 @@ def _generate(spec: SynthSpec, root: Path, overwrite: bool, progress: bool) -> S
         task = bar.add_task("rendering", total=spec.num_views)
         for plan in plans:
             state = animate(plan, spec, smpl, surface)
-            renderer = Renderer(body, plan, spec.supersample)
+            renderer = Renderer(body, plan, spec.supersample, spec.background)
             writer = SubjectWriter(root / plan.name, plan.cameras)
             for frame in range(spec.num_frames):
                 keypoints3d = state.vertices[frame, body25]

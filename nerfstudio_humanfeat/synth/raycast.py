@@ -211,3 +211,20 @@ def centre_samples(grid: Shaped[Tensor, "H W *C"], factor: int) -> Shaped[Tensor
     if factor % 2 == 0:
         raise ValueError(f"supersampling factor {factor} has no sample on the pixel centres")
     return grid[factor // 2 :: factor, factor // 2 :: factor]
+
+
+def pixel_rays(
+    intrinsics: Float[Tensor, "3 3"],
+    rotation: Float[Tensor, "3 3"],
+    translation: Float[Tensor, "3"],
+    height: int,
+    width: int,
+) -> Tuple[Float[Tensor, "3"], Float[Tensor, "H W 3"]]:
+    """World-space origin (the camera centre) and unit directions of each pixel's ray, in float64."""
+    k, rot, trans = intrinsics.double(), rotation.double(), translation.double()
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij"
+    )
+    pixels = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)
+    directions = pixels @ torch.linalg.inv(k).T @ rot
+    return -rot.T @ trans, F.normalize(directions, dim=-1)

@@ -37,7 +37,8 @@ class HumanDataManagerConfig(VanillaDataManagerConfig):
     _target: Type = field(default_factory=lambda: HumanDataManager)
     dataparser: ZJUMocapDataParserConfig = field(default_factory=ZJUMocapDataParserConfig)
     train_num_rays_per_batch: int = 1024
-    """Rays per training step (one target view per step), patches included."""
+    """Rays per training step (one target view per step), ``foreground_ratio`` of them on the person; the patches
+    of ``num_patches`` come in addition (ENeRF: 4096 rays plus 4 patches of 64x64 for the perceptual loss)."""
     eval_num_rays_per_batch: int = 1024
     foreground_ratio: float = 0.75
     """Share of the rays drawn on the foreground mask; the rest anywhere in the subject's box mask."""
@@ -142,7 +143,8 @@ class HumanDataManager(DataManager):
         return self.image_batch(self.eval_dataset, self._rng.randrange(len(self.eval_dataset)))
 
     def get_train_rays_per_batch(self) -> int:
-        return self.config.train_num_rays_per_batch
+        cfg = self.config
+        return cfg.train_num_rays_per_batch + cfg.num_patches * cfg.perceptual_patch_size**2
 
     def get_eval_rays_per_batch(self) -> int:
         return self.config.eval_num_rays_per_batch
@@ -168,7 +170,8 @@ class HumanDataManager(DataManager):
     def ray_batch(
         self, dataset: HumanViewDataset, index: int, num_rays: int, num_sources: int
     ) -> Tuple[RayBundle, Dict]:
-        """Rays of one target view (patches first, row-major), their targets, and the chosen source cameras."""
+        """Rays of one target view (patches first, row-major, then `num_rays` sampled rays), their targets, and the
+        chosen source cameras."""
         frame_key, camera = dataset.views[index]
         view = self.catalog.load_view(frame_key, camera)
         box = self.box_mask(frame_key, camera)
@@ -178,9 +181,7 @@ class HumanDataManager(DataManager):
             parts.append(
                 sample_patches(box, patches, self.config.perceptual_patch_size, self._torch_rng).reshape(-1, 2)
             )
-        num_free = num_rays - sum(p.shape[0] for p in parts)
-        if num_free > 0:
-            parts.append(sample_view_pixels(box, view.mask, num_free, self.config.foreground_ratio, self._torch_rng))
+        parts.append(sample_view_pixels(box, view.mask, num_rays, self.config.foreground_ratio, self._torch_rng))
         yx = torch.cat(parts, dim=0)
         sources = self.catalog.nearest_cameras(
             frame_key, self.catalog.subject(frame_key).rig.camera_to_world[camera], num_sources, exclude=[camera]
@@ -198,7 +199,7 @@ class HumanDataManager(DataManager):
         )
         y, x = yx[:, 0], yx[:, 1]
         batch = {
-            "image": view.image[y, x],
+            "image": view.pixels(y, x),
             "foreground": view.mask[y, x, None].float(),
             "num_patches": patches,
             "patch_size": self.config.perceptual_patch_size,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Sequence, Tuple, Type, Union
 
@@ -22,7 +23,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nerfstudio_humanfeat.camera_utils import cameras_from_opencv
 from nerfstudio_humanfeat.data.catalog import HumanCatalog, HumanDataError, MaskMode, SubjectRecord
-from nerfstudio_humanfeat.data.zju_io import Annots, ReadOptions, load_annots, load_view, read_subject, select_frames
+from nerfstudio_humanfeat.data.zju_io import (
+    Annots,
+    BackgroundOptions,
+    ReadOptions,
+    load_annots,
+    load_view,
+    read_subject,
+    select_frames,
+)
 
 GHNERF_TRAIN: Tuple[str, ...] = (
     "CoreView_315",
@@ -66,10 +75,18 @@ class ZJUMocapDataParserConfig(DataParserConfig):
     """Output/original resolution; None: 0.5 for originals of 1024 px or more (ZJU: 1024 -> 512), else 1.0."""
     mask_mode: MaskMode = "union"
     """Foreground mask: 'mask', 'mask_cihp', their 'union' (KeypointNeRF), or 'none' (all foreground)."""
+    background: Literal["black", "keep"] = "black"
+    """Image pixels outside the dilated foreground mask: 'black' (zeroed in targets and sources, as the ZJU-MoCap
+    loaders of ENeRF, Neural Body and KeypointNeRF do) or 'keep' (the capture as is)."""
+    background_mask_dilation: int = 5
+    """Pixels the mask is dilated by before the background is zeroed (ENeRF: 5; Neural Body, KeypointNeRF: 0)."""
     bbox_padding: float = 0.05
     """Metres added around each frame's SMPL vertices for its box (Neural Body, KeypointNeRF: 0.05)."""
     train_targets: Literal["target", "all"] = "target"
     """Training views: the target cameras of the training subjects, or all their cameras."""
+    eval_subjects: Literal["test", "train"] = "test"
+    """Subjects whose target views are evaluated: the held-out ones, or the training ones (an overfitting check,
+    e.g. one subject and frame with every camera a source and a target)."""
     eval_max_views: Optional[int] = None
     """At most this many evaluation views, evenly spread over the held-out views; None: all."""
     cache_gb: float = 2.0
@@ -187,18 +204,25 @@ def _subjects(
     return list(default_train), list(default_test), origin
 
 
-def split_views(catalog: HumanCatalog, split: str, train_targets: str, eval_max_views: Optional[int]) -> List[View]:
-    """(frame key, camera) of the views of a split: training subjects' targets, or held-out subjects' targets."""
+def split_views(
+    catalog: HumanCatalog,
+    split: str,
+    train_targets: str,
+    eval_max_views: Optional[int],
+    eval_subjects: Literal["test", "train"] = "test",
+) -> List[View]:
+    """(frame key, camera) of the views of a split: training subjects' targets, or the evaluated subjects' targets
+    (held-out subjects, or the training subjects themselves for an overfitting check)."""
     if split not in ("train", "val", "test"):
         raise ValueError(f"unknown split {split!r} (expected train, val or test)")
-    wanted = "train" if split == "train" else "test"
+    wanted = "train" if split == "train" else eval_subjects
     views: List[View] = []
     for key in catalog.frame_keys_of_split(wanted):
         subject = catalog.subject(key)
         every = wanted == "train" and train_targets == "all"
         cameras = range(len(subject.rig)) if every else subject.target_cameras
         views.extend((key, camera) for camera in cameras)
-    if wanted == "test" and eval_max_views is not None and len(views) > eval_max_views:
+    if split != "train" and eval_max_views is not None and len(views) > eval_max_views:
         picks = np.unique(np.linspace(0, len(views) - 1, max(eval_max_views, 1)).round().astype(int))
         views = [views[i] for i in picks]
     return views
@@ -272,7 +296,10 @@ class ZJUMocap(DataParser):
         )
         return HumanCatalog(
             subjects,
-            view_loader=load_view,
+            view_loader=partial(
+                load_view,
+                background=BackgroundOptions(self.config.background, self.config.background_mask_dilation),
+            ),
             cache_bytes=int(self.config.cache_gb * 1024**3),
             bbox_padding=self.config.bbox_padding,
         )
@@ -305,7 +332,8 @@ class ZJUMocap(DataParser):
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         catalog = self.catalog
-        views = split_views(catalog, split, self.config.train_targets, self.config.eval_max_views)
+        config = self.config
+        views = split_views(catalog, split, config.train_targets, config.eval_max_views, config.eval_subjects)
         if not views:
             wanted = "training" if split == "train" else "held-out"
             names = [s.name for s in catalog.subjects]

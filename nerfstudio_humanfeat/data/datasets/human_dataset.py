@@ -40,10 +40,11 @@ class HumanViewDataset(InputDataset):
         return self.catalog.load_view(frame_key, camera).image
 
     def get_image_uint8(self, image_idx: int) -> torch.Tensor:
-        return (self.get_image_float32(image_idx) * 255).round().to(torch.uint8)
+        frame_key, camera = self.views[image_idx]
+        return self.catalog.load_view(frame_key, camera).rgb8
 
     def get_data(self, image_idx: int, image_type: Literal["uint8", "float32"] = "float32") -> Dict:
         frame_key, camera = self.views[image_idx]
         view = self.catalog.load_view(frame_key, camera)
-        image = view.image if image_type == "float32" else (view.image * 255).round().to(torch.uint8)
+        image = view.image if image_type == "float32" else view.rgb8
         return {"image_idx": image_idx, "image": image, "mask": view.mask[..., None]}
