@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
+import lpips
 import pytest
 import torch
+import torchvision
 from nerfstudio.field_components.encodings import SHEncoding
+from torchvision.models.vgg import cfgs, make_layers
 from vgg_fixtures import isolate_hub_and_forbid_downloads, write_stand_in_vgg16
 
 from nerfstudio_humanfeat.model_components.heads import (
@@ -31,28 +36,35 @@ def test_feature_mlp_and_density_shapes_and_range():
     g_nerf = NeRFFeatureMLP(image_dim=16, voxel_dim=8, hidden_dim=32, out_dim=24)
     nerf = g_nerf(torch.randn(4, 7, 16), torch.randn(4, 7, 8))
     assert nerf.shape == (4, 7, 24)
+    assert bool((nerf >= 0).all()) and bool((nerf == 0).any())  # a ReLU after the last layer too
     density_head = DensityHead(24)
-    with torch.no_grad():
-        density_head.layers[0].bias.fill_(-50.0)  # strongly negative pre-activation: Softplus keeps it >= 0
+    linear = density_head.layers[0]
     density = density_head(nerf)
     assert density.shape == (4, 7, 1)
-    assert bool((density >= 0).all())
+    assert torch.allclose(density, torch.nn.functional.softplus(nerf @ linear.weight.T + linear.bias))
+    with torch.no_grad():
+        linear.bias.fill_(-50.0)  # strongly negative pre-activation: Softplus keeps it >= 0
+    assert bool((density_head(nerf) >= 0).all())
 
 
 @pytest.mark.parametrize("encoding", [None, SHEncoding(levels=4, implementation="torch")])
 def test_color_head_outputs_rgb_in_unit_range(encoding):
     head = ColorHead(24, direction_encoding=encoding, hidden_dim=16)
     directions = torch.nn.functional.normalize(torch.randn(5, 6, 3), dim=-1)
-    rgb = head(torch.randn(5, 6, 24) * 10, directions)
+    features = torch.randn(5, 6, 24) * 10
+    rgb = head(features, directions)
     assert rgb.shape == (5, 6, 3)
     assert bool(((rgb >= 0) & (rgb <= 1)).all())
+    assert not torch.allclose(head(features, -directions), rgb)  # the colour depends on the view direction
 
 
 def test_heatmap_and_densepose_heads_shapes_ranges_and_human_feature_check():
     heatmap = HeatmapHead(24, human_dim=10, num_outputs=25, hidden_dim=16)
-    out = heatmap(torch.randn(3, 8, 24) * 10, torch.randn(3, 8, 10) * 10)
+    nerf = torch.randn(3, 8, 24) * 10
+    out = heatmap(nerf, torch.randn(3, 8, 10) * 10)
     assert out.shape == (3, 8, 25)
     assert bool(((out >= 0) & (out <= 1)).all())
+    assert not torch.allclose(heatmap(nerf, torch.randn(3, 8, 10) * 10), out)  # the human feature f_h is used
     with pytest.raises(ValueError, match="human_dim"):
         heatmap(torch.randn(3, 8, 24))
     densepose = DensePoseHead(24, human_dim=0, num_outputs=3)
@@ -180,7 +192,31 @@ def test_perceptual_loss_uses_the_cached_weights(monkeypatch, tmp_path, kind):
     x = torch.rand(2, 3, 32, 32, requires_grad=True)
     same = loss(x, x.detach())
     assert float(same) == pytest.approx(0.0, abs=1e-6)
-    different = loss(x, torch.rand(2, 3, 32, 32))
-    assert float(different) > 0
+    target = torch.rand(2, 3, 32, 32)
+    different = loss(x, target)
+    assert float(different) == pytest.approx(_reference_perceptual(kind, state, x.detach(), target), rel=1e-4)
     different.backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def _reference_perceptual(kind: str, state: dict, pred: torch.Tensor, target: torch.Tensor) -> float:
+    """The loss computed independently: ENeRF's VGG loss, or the lpips package's own VGG16 network."""
+    features = make_layers(cfgs["D"])
+    features.load_state_dict({k[len("features.") :]: v for k, v in state.items()})
+    features.eval()
+    if kind == "lpips":  # lpips builds its trunk from torchvision's vgg16: give it these weights
+        vgg = torchvision.models.vgg16()
+        vgg.features = features
+        with mock.patch.object(torchvision.models, "vgg16", lambda *args, **kwargs: vgg):
+            reference = lpips.LPIPS(pretrained=True, net="vgg", verbose=False).eval()
+        with torch.no_grad():
+            return float(reference(pred * 2 - 1, target * 2 - 1).mean())
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x, y = (pred - mean) / std, (target - mean) / std
+    total = 0.0
+    with torch.no_grad():
+        for start, end in ((0, 4), (4, 9), (9, 16), (16, 23)):  # relu1_2, relu2_2, relu3_3, relu4_3
+            x, y = features[start:end](x), features[start:end](y)
+            total += float((x - y).abs().mean())
+    return total

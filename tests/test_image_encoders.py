@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 from nerfstudio_humanfeat.model_components import image_encoders
 from nerfstudio_humanfeat.model_components.image_encoders import (
@@ -55,6 +56,26 @@ def test_resnet_pyramid_shapes(kind):
     assert encoder.out_channels == 512 and encoder.stride == 2 and encoder.pretrained_loaded is False
     assert encoder(torch.rand(2, 3, 64, 48)).shape == (2, 512, 32, 24)
     assert encoder(torch.rand(1, 3, 50, 38)).shape == (1, 512, 25, 19)
+
+
+def test_resnet_pyramid_is_conv1_and_layers_1_to_3_at_half_resolution(tmp_path):
+    source = timm.create_model("resnet18", pretrained=False).eval()
+    path = tmp_path / "r18.pth"
+    torch.save(source.state_dict(), path)
+    encoder = ResNetPyramidEncoder("resnet18", pretrained_path=path).eval()
+    images = torch.rand(2, 3, 64, 48)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        conv1 = source.act1(source.bn1(source.conv1((images - mean) / std)))  # ImageNet-normalised input
+        layer1 = source.layer1(source.maxpool(conv1))
+        layer2 = source.layer2(layer1)
+        layer3 = source.layer3(layer2)
+        levels = [
+            F.interpolate(f, size=(32, 24), mode="bilinear", align_corners=False) for f in (layer1, layer2, layer3)
+        ]
+        ours = encoder(images)
+    torch.testing.assert_close(ours, torch.cat([conv1, *levels], dim=1), atol=1e-5, rtol=1e-5)
 
 
 def test_dino_shapes_at_non_224_sizes():

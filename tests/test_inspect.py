@@ -131,4 +131,16 @@ def test_headers_only_still_catch_unreadable_images(tmp_path, dataset, capsys):
 def test_synthetic_dataset_is_clean(tiny_dataset, capsys):
     code, out = run(tiny_dataset, capsys)
     assert code == 0, out
-    assert "splits.json" in out and "Checked 48 views (full decode)" in out
+    assert "No problem found" in out
+    splits = json.loads((tiny_dataset / "splits.json").read_text())
+    assert f"Split (splits.json): train {splits['train_subjects']}, test {splits['test_subjects']}" in out
+    views = 0
+    for split in ("train", "test"):
+        for name in splits[f"{split}_subjects"]:
+            annots = np.load(tiny_dataset / name / "annots.npy", allow_pickle=True).item()
+            keypoints = np.stack([entry["kpts2d"] for entry in annots["ims"]])  # (frames, cameras, 25, 3)
+            views += keypoints.shape[0] * keypoints.shape[1]
+            row = next(line.split() for line in out.splitlines() if line.startswith(name))
+            assert row[1] == split, row
+            assert f"{int((keypoints[..., 2] > 0).sum())}/{keypoints[..., 2].size}" in row, row
+    assert f"Checked {views} views (full decode)" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -60,7 +61,11 @@ def test_extract_2d_recovers_integer_and_subpixel_peaks():
     extracted = extract_keypoints_2d(heatmaps, threshold=0.1, filter_sigma=1.0)
     assert extracted.shape == (3, 3)
     assert torch.allclose(extracted[:, :2], keypoints[:, :2], atol=0.02)
-    assert bool((extracted[:, 2] > 0.8).all()) and bool((extracted[:, 2] <= 1.0).all())
+    # Confidence: the unfiltered heatmap at the peak pixel, the one whose square holds the keypoint.
+    cols, rows = keypoints[:, 0].floor().long(), keypoints[:, 1].floor().long()
+    raw_peaks = heatmaps[torch.arange(3), rows, cols]
+    assert raw_peaks[0] == 1.0 and bool((raw_peaks[1:] < 0.999).all())  # off-centre peaks are below 1...
+    assert torch.allclose(extracted[:, 2], raw_peaks, atol=1e-6)  # ...and reported as they are, not smoothed
     centroid = extract_keypoints_2d(heatmaps, threshold=0.1, refine="centroid")
     assert torch.allclose(centroid[:, :2], keypoints[:, :2], atol=0.1)
     integer = extract_keypoints_2d(heatmaps, refine="none")
@@ -72,11 +77,18 @@ def test_extract_2d_higher_blob_wins_and_weak_channel_is_missing():
     weak = heatmap_image(40, 40, torch.tensor([[6.5, 25.5, 1.0]]), sigma=2.0)[..., 0]
     two_blobs = 0.6 * weak + 0.95 * strong
     faint = 0.05 * weak
-    extracted = extract_keypoints_2d(torch.stack([two_blobs, faint, 0.6 * weak]), threshold=0.1)
+    spike = torch.zeros(40, 40)
+    spike[20, 20] = 0.5  # one noisy pixel above the threshold: the filter brings it to 0.5 / (2 pi) < 0.1
+    extracted = extract_keypoints_2d(torch.stack([two_blobs, faint, 0.6 * weak, spike]), threshold=0.1)
     assert extracted[0, :2].tolist() == pytest.approx([30.5, 8.5], abs=0.02)
+    assert float(extracted[0, 2]) == pytest.approx(0.95, abs=1e-4)  # the strong blob's own peak
     assert math.isnan(extracted[1, 0]) and math.isnan(extracted[1, 1]) and extracted[1, 2] == 0.0
     assert extracted[2, :2].tolist() == pytest.approx([6.5, 25.5], abs=0.02)
-    assert keypoint_valid(extracted).tolist() == [True, False, True]
+    assert float(extracted[2, 2]) == pytest.approx(0.6, abs=1e-4)
+    assert torch.isnan(extracted[3, :2]).all() and extracted[3, 2] == 0.0
+    assert keypoint_valid(extracted).tolist() == [True, False, True, False]
+    unfiltered = extract_keypoints_2d(spike[None], threshold=0.1, filter_sigma=0.0)
+    assert unfiltered[0].tolist() == pytest.approx([20.5, 20.5, 0.5])  # without the filter the spike is a peak
 
 
 def test_extract_3d_finds_known_world_peaks():
@@ -92,7 +104,9 @@ def test_extract_3d_finds_known_world_peaks():
     extracted = extract_keypoints_3d(volume, origin=bbox[0], spacing=voxel, threshold=0.1)
     assert extracted.shape == (3, 4)
     assert torch.allclose(extracted[:2, :3], joints, atol=0.005)  # a tenth of a voxel
-    assert bool((extracted[:2, 3] > 0.8).all())
+    nearest = ((joints - bbox[0]) / voxel).round().long()  # the grid point closest to each joint
+    raw_peaks = volume[torch.arange(2), nearest[:, 0], nearest[:, 1], nearest[:, 2]]
+    assert bool((raw_peaks < 0.99).all()) and torch.allclose(extracted[:2, 3], raw_peaks, atol=1e-6)
     assert bool(torch.isnan(extracted[2, :3]).all()) and extracted[2, 3] == 0.0
 
 
@@ -131,11 +145,12 @@ def test_heatmap_to_color_maps_joint_maximum():
     heatmaps = torch.zeros(4, 5, 3)
     heatmaps[1, 2, 1] = 1.0
     heatmaps[3, 3, 2] = 7.0  # clamped to 1
+    heatmaps[2, 4] = torch.tensor([0.2, 0.5, 0.1])  # the maximum over joints, 0.5, is coloured
     colors = heatmap_to_color(heatmaps)
     assert colors.shape == (4, 5, 3)
-    assert float(colors.min()) >= 0.0 and float(colors.max()) <= 1.0
-    assert torch.equal(colors[1, 2], colors[3, 3])
-    assert not torch.equal(colors[1, 2], colors[0, 0])
+    turbo = torch.tensor(matplotlib.colormaps["turbo"].colors, dtype=torch.float32)  # 256 entries
+    assert torch.allclose(colors[0, 0], turbo[0]) and torch.allclose(colors[1, 2], turbo[255])
+    assert torch.allclose(colors[3, 3], turbo[255]) and torch.allclose(colors[2, 4], turbo[127])
 
 
 def test_embedding_to_color_clamps_and_pads():

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import cv2
+import lpips
 import numpy as np
 import pytest
 import torch
+import torchvision
 from skimage.metrics import structural_similarity
 from vgg_fixtures import isolate_hub_and_forbid_downloads, write_stand_in_vgg16
 
@@ -188,20 +191,36 @@ def test_lpips_metric_without_weights_reports_none_with_a_reason(monkeypatch, tm
     assert metric(torch.rand(32, 32, 3), torch.rand(32, 32, 3)) is None
 
 
+def _reference_lpips(state: dict, pred: torch.Tensor, gt: torch.Tensor) -> float:
+    """LPIPS-VGG of (H, W, 3) images in [0, 1] by the lpips package itself, its torchvision trunk given `state`."""
+    vgg = torchvision.models.vgg16()
+    vgg.features.load_state_dict({k[len("features.") :]: v for k, v in state.items()})
+    with mock.patch.object(torchvision.models, "vgg16", lambda *args, **kwargs: vgg):
+        reference = lpips.LPIPS(pretrained=True, net="vgg", verbose=False).eval()
+    with torch.no_grad():
+        return float(reference(*(image.permute(2, 0, 1)[None] * 2 - 1 for image in (gt, pred))).mean())
+
+
 def test_lpips_metric_with_cached_weights_compares_crops(monkeypatch, tmp_path):
     cache_file = isolate_hub_and_forbid_downloads(monkeypatch, tmp_path)
-    write_stand_in_vgg16(cache_file)
+    state = write_stand_in_vgg16(cache_file)
     metric = LPIPSMetric()
     assert metric.available
     torch.manual_seed(2)
     gt = torch.rand(40, 40, 3)
     mask = torch.zeros(40, 40, dtype=torch.bool)
     mask[4:36, 6:30] = True
+    mask[24:30, 20:26] = False  # a hole: zeroed in both crops
     noisy = gt.clone()
     noisy[0:3] = 0.0  # outside the crop: no effect
+    noisy[25:28, 21:24] = 1.0  # in the hole: no effect
     assert metric(noisy, gt, mask) == pytest.approx(0.0, abs=1e-6)
     noisy[10:20, 10:20] = torch.rand(10, 10, 3)
-    assert metric(noisy, gt, mask) > 0.0
+    keep = mask[..., None].float()
+    expected = _reference_lpips(state, (noisy * keep)[4:36, 6:30], (gt * keep)[4:36, 6:30])
+    assert expected > 0.01 and metric(noisy, gt, mask) == pytest.approx(expected, rel=1e-4)
+    assert metric(noisy, gt, mask, zero_outside=False) != pytest.approx(expected, rel=1e-4)
+    assert metric(noisy, gt) == pytest.approx(_reference_lpips(state, noisy, gt), rel=1e-4)  # no mask: whole image
 
 
 def test_image_metrics_on_a_perfect_render(monkeypatch, tmp_path):

@@ -273,7 +273,7 @@ def test_cascade_cost_volume_two_levels_end_to_end():
     level0, level1 = CascadeCostVolume.enerf(0), CascadeCostVolume.enerf(1)
     src_K = K_FULL.expand(2, 3, 3)
     out0 = level0(torch.randn(2, 32, 16, 16), src_K, SOURCE_W2C, K_FULL, TARGET_W2C, 1.5, 3.0, image)
-    assert out0.features.shape == (32, 32, 8, 8) and out0.depth_planes.shape == (32, 8, 8)
+    assert out0.features.shape == (8, 32, 8, 8) and out0.depth_planes.shape == (32, 8, 8)  # ENeRF: 8 channels
     torch.testing.assert_close(out0.probabilities.sum(0), torch.ones(8, 8))
     assert ((out0.depth_mean >= 1.5) & (out0.depth_mean <= 3.0)).all() and (out0.depth_std >= 0).all()
     near1, far1 = next_level_range(out0.depth_mean, out0.depth_std, out0.near, out0.far)

@@ -204,3 +204,20 @@ def test_mask_loss_is_the_opacity_error_against_the_foreground(tiny_dataset: Pat
     assert losses["mask_loss"].item() == pytest.approx(expected)
     ray_bundle, batch = pipeline.datamanager.next_train(0)
     assert {"mask_loss", "mask_loss_level0"} <= set(model.get_loss_dict(model(ray_bundle), batch))
+
+
+def test_enerf_source_sampling_draws_from_the_nearest_plus_one(tiny_dataset: Path):
+    pipeline = setup_pipeline("enerf-heatmap", tiny_dataset)
+    manager = pipeline.datamanager
+    catalog = manager.catalog
+    frame_key, camera = manager.train_dataset.views[0]
+    c2w = catalog.subject(frame_key).rig.camera_to_world[camera]
+    draws = [manager.training_sources(frame_key, camera) for _ in range(2000)]
+    counts = [len(d) for d in draws]
+    assert set(counts) == {2, 3} and 0.07 < counts.count(3) / len(draws) < 0.13
+    with_target = [d for d in draws if camera in d]
+    assert 0.03 < len(with_target) / len(draws) < 0.07
+    for draw in draws:
+        others = [c for c in draw if c != camera]
+        assert set(others) <= set(catalog.nearest_cameras(frame_key, c2w, len(draw) + 1, exclude=[camera]))
+    assert len({tuple(sorted(d)) for d in draws if len(d) == 2}) > 1  # not always the two nearest

@@ -299,13 +299,16 @@ class CascadeCostVolume(nn.Module):
         self.regulariser = CostRegNet(feature_channels, reg_channels, out_channels)
 
     @classmethod
-    def enerf(cls, level: int, num_planes: Optional[int] = None) -> "CascadeCostVolume":
-        """ENeRF's settings: level 0 on the 32-channel 1/4 FPN map, 1/8 volume, 32 inverse-depth planes, 32-channel
-        features; level 1 on the 16-channel 1/2 map, 1/2 volume, 8 depth planes, 8-channel features."""
+    def enerf(
+        cls, level: int, num_planes: Optional[int] = None, volume_channels: Optional[int] = None
+    ) -> "CascadeCostVolume":
+        """ENeRF's settings: level 0 on the 32-channel 1/4 FPN map, 1/8 volume, 32 inverse-depth planes; level 1 on
+        the 16-channel 1/2 map, 1/2 volume, 8 depth planes; 8-channel volume features at both levels (ENeRF's code)
+        unless ``volume_channels`` says otherwise."""
         if level == 0:
-            return cls(32, num_planes or 32, True, 0.125, (8, 16, 32), 32)
+            return cls(32, num_planes or 32, True, 0.125, (8, 16, 32), volume_channels or 8)
         if level == 1:
-            return cls(16, num_planes or 8, False, 0.5, (8, 16, 32, 64), 8)
+            return cls(16, num_planes or 8, False, 0.5, (8, 16, 32, 64), volume_channels or 8)
         raise ValueError(f"ENeRF has cascade levels 0 and 1, got {level}")
 
     def volume_size(self, image_size: Tuple[int, int]) -> Tuple[int, int]:

@@ -66,12 +66,16 @@ class GHNeRFModelConfig(HumanFeatureModelConfig):
     """Keep f_h's encoder fixed (the paper's 'Pre'); fine-tuning ('Fine') is better in its Table 6."""
     num_planes: Tuple[int, int] = (32, 8)
     """Depth planes of the cost volume per cascade level."""
+    volume_channels: Tuple[int, int] = (8, 8)
+    """Channels of the cost-volume feature f_voxel per level (ENeRF's code: 8 and 8; an earlier reading: 32 and 8)."""
     num_samples: Tuple[int, int] = (8, 4)
     """Depth-guided samples per ray per level (GHNeRF: 8 and 4; ENeRF: 8 and 2)."""
     level_weights: Tuple[float, float] = (0.1, 1.0)
     """Loss weight of each cascade level."""
     color_mode: Literal["mlp", "ibr"] = "mlp"
     """'mlp': g_c(V_NeRF, d) as in the paper's Eq. 3; 'ibr': ENeRF's blending of source colours."""
+    ibr_context: Literal["nerf", "enerf"] = "nerf"
+    """Per-point context of the IBR blending weights: V_NeRF ('nerf') or, as ENeRF's code, f_voxel ⊕ pooled f_img."""
     nerf_dim: int = 64
     """Width of V_NeRF and of the heads' hidden layers."""
     pooled_image_dim: int = 16
@@ -93,7 +97,7 @@ class GHNeRFModelConfig(HumanFeatureModelConfig):
     """Cascade level whose heads answer ``query_points`` (3D keypoints). Level 1 renders the outputs (loss weight 1,
     full-resolution features), but its cost volume spans only a band around the predicted surface and points
     outside it read the band's border; level 0's spans the whole box (weight 0.1, 1/4-resolution features).
-    Level 1 gave the lower MPJPE on the synthetic data, the border notwithstanding."""
+    Level 1 is the default; ``--pipeline.model.point-query-level 0`` evaluates the other choice."""
 
 
 @dataclass
@@ -120,6 +124,8 @@ class PointFeatures:
     """Relative view directions, (V, R, S, 4)."""
     valid: Tensor
     """Where a sample projects inside a source view, (V, R, S)."""
+    context: Tensor
+    """f_voxel ⊕ pooled f_img, the input of g_NeRF, (R, S, C'')."""
 
 
 class GHNeRFModel(HumanFeatureModel):
@@ -131,7 +137,9 @@ class GHNeRFModel(HumanFeatureModel):
         super().populate_modules()
         cfg = self.config
         self.feature_net = FPNEncoder()
-        self.cost_volumes = nn.ModuleList([CascadeCostVolume.enerf(level, cfg.num_planes[level]) for level in range(2)])
+        self.cost_volumes = nn.ModuleList(
+            [CascadeCostVolume.enerf(level, cfg.num_planes[level], cfg.volume_channels[level]) for level in range(2)]
+        )
         self.samplers = nn.ModuleList(
             [DepthGuidedSampler(cfg.num_samples[level], min_std=cfg.min_depth_std) for level in range(2)]
         )
@@ -164,7 +172,10 @@ class GHNeRFModel(HumanFeatureModel):
         if cfg.color_mode == "mlp":
             heads["g_c"] = ColorHead(cfg.nerf_dim, SHEncoding(levels=4, implementation="torch"), cfg.nerf_dim)
         else:
-            heads["g_c"] = IBRBlendingHead(view_dim, context_dim=cfg.nerf_dim, hidden_dim=cfg.nerf_dim)
+            context_dim = cfg.nerf_dim
+            if cfg.ibr_context == "enerf":
+                context_dim = self.cost_volumes[level].out_channels + cfg.pooled_image_dim
+            heads["g_c"] = IBRBlendingHead(view_dim, context_dim=context_dim, hidden_dim=cfg.nerf_dim)
         if cfg.densepose_dim > 0:
             heads["g_dp"] = DensePoseHead(cfg.nerf_dim, human_dim, cfg.densepose_dim, cfg.nerf_dim)
         if cfg.lambda_coordinate > 0:
@@ -244,9 +255,8 @@ class GHNeRFModel(HumanFeatureModel):
             rgb = heads["g_c"](point.nerf, ray_samples.frustums.directions)
         else:
             view_features = point.view_features
-            rgb = heads["g_c"](
-                view_features, point.directions, view_features[..., -3:], point.valid, context=point.nerf
-            )
+            context = point.nerf if self.config.ibr_context == "nerf" else point.context
+            rgb = heads["g_c"](view_features, point.directions, view_features[..., -3:], point.valid, context=context)
         weights = sample_weights(ray_samples, fields["density"], self.config.opacity)
         outputs = {
             f"rgb{suffix}": self.renderer_rgb(rgb=rgb, weights=weights),
@@ -293,7 +303,8 @@ class GHNeRFModel(HumanFeatureModel):
         view_features, valid = sample_source_features(sources, conditioning.image_features[level], positions)
         directions = relative_view_directions(positions, origins[:, None].expand_as(positions), sources.world_to_camera)
         heads = self.levels[level]
-        nerf = heads["g_nerf"](heads["pool"](view_features, directions, valid), voxel)
+        pooled = heads["pool"](view_features, directions, valid)
+        nerf = heads["g_nerf"](pooled, voxel)
         human = None
         if conditioning.human_features is not None:
             human_views, human_valid = sample_source_features(sources, conditioning.human_features, positions)
@@ -301,7 +312,7 @@ class GHNeRFModel(HumanFeatureModel):
             human = mean_variance_pool(human_views.flatten(1, 2), weights.flatten(1, 2)).reshape(
                 num_rays, num_samples, -1
             )
-        return PointFeatures(nerf, human, view_features, directions, valid)
+        return PointFeatures(nerf, human, view_features, directions, valid, torch.cat([voxel, pooled], dim=-1))
 
     def point_fields(self, level: int, point: PointFeatures) -> Dict[str, Tensor]:
         """Density g_sigma, heatmaps g_h and dense pose g_dp of sample points."""

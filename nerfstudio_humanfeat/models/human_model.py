@@ -78,12 +78,13 @@ class HumanFeatureModelConfig(ModelConfig):
     """Volumetric-heatmap peak below which a 3D joint is reported missing."""
     keypoints_3d_cameras: Optional[int] = None
     """How many of the frame's target cameras (evenly spread) condition the volumetric heatmap, averaged over them
-    (the field depends on the camera it is conditioned for; averaging cut MPJPE by ~40% on the synthetic data);
+    (the field depends on the camera it is conditioned for, and averaging smooths that dependence out);
     None: all (the CPU overrides use 1)."""
     keypoints_3d_weighting: Literal["none", "occupancy"] = "none"
     """Volumetric heatmap: h(x) alone ('none'), or h(x) times the voxel's occupancy 1 - exp(-sigma(x) * voxel_size).
-    Joints lie inside the body, where the density learned from renders is no higher than at the surface; the
-    occupancy pulled the peaks towards the surface and raised MPJPE by ~30% on the synthetic data."""
+    Joints lie inside the body, where the density learned from renders is no higher than at the surface, so the
+    occupancy pulls the peaks towards the surface. Compare both on a checkpoint with ns-humanfeat-bench
+    --train-args "--pipeline.model.keypoints-3d-weighting occupancy"."""
 
 
 RENDER_FRAME_ENV = "HUMANFEAT_FRAME"

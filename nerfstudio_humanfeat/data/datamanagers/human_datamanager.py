@@ -47,7 +47,14 @@ class HumanDataManagerConfig(VanillaDataManagerConfig):
     perceptual_patch_size: int = 32
     """Side of those patches, in pixels."""
     train_num_source_views: Tuple[int, int] = (2, 3)
-    """Source views per training step, drawn uniformly in [min, max] (ENeRF/GHNeRF: 2-3)."""
+    """Fewest and most source views of a training step (ENeRF/GHNeRF: 2-3)."""
+    source_sampling: Literal["enerf", "nearest"] = "enerf"
+    """Source views of a training step: 'enerf' (ENeRF's code: the most views with probability
+    ``more_sources_probability``, else the fewest, drawn at random from the nearest ones plus one, the target view
+    itself among them with probability ``target_as_source_probability``) or 'nearest' (a count drawn uniformly in
+    [fewest, most], the nearest that many)."""
+    more_sources_probability: float = 0.1
+    target_as_source_probability: float = 0.05
     heatmap_sigma: float = 3.0
     """Standard deviation of the Gaussian joint heatmap targets, in output pixels."""
     box_padding: float = 0.0
@@ -129,14 +136,32 @@ class HumanDataManager(DataManager):
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         self.train_count += 1
         index = self._rng.choice(self.train_indices)
-        num_sources = self._rng.randint(*self.config.train_num_source_views)
-        return self.ray_batch(self.train_dataset, index, self.config.train_num_rays_per_batch, num_sources)
+        frame_key, camera = self.train_dataset.views[index]
+        sources = self.training_sources(frame_key, camera)
+        return self.ray_batch(self.train_dataset, index, self.config.train_num_rays_per_batch, sources)
+
+    def training_sources(self, frame_key: int, camera: int) -> List[int]:
+        """The source cameras of a training view, drawn as ``source_sampling`` says."""
+        cfg, rng = self.config, self._rng
+        fewest, most = cfg.train_num_source_views
+        c2w = self.catalog.subject(frame_key).rig.camera_to_world[camera]
+        if cfg.source_sampling == "nearest":
+            return self.catalog.nearest_cameras(frame_key, c2w, rng.randint(fewest, most), exclude=[camera])
+        num = most if rng.random() < cfg.more_sources_probability else fewest
+        available = len([c for c in self.catalog.subject(frame_key).source_cameras if c != camera])
+        pool = self.catalog.nearest_cameras(frame_key, c2w, min(num + 1, max(available, num)), exclude=[camera])
+        sources = rng.sample(pool, num)
+        if rng.random() < cfg.target_as_source_probability:
+            sources[rng.randrange(num)] = camera
+        return sources
 
     def next_eval(self, step: int) -> Tuple[RayBundle, Dict]:
         self.eval_count += 1
         index = self._rng.randrange(len(self.eval_dataset))
-        num_sources = self.config.train_num_source_views[0]
-        return self.ray_batch(self.eval_dataset, index, self.config.eval_num_rays_per_batch, num_sources)
+        frame_key, camera = self.eval_dataset.views[index]
+        c2w = self.catalog.subject(frame_key).rig.camera_to_world[camera]
+        sources = self.catalog.nearest_cameras(frame_key, c2w, self.config.train_num_source_views[0], exclude=[camera])
+        return self.ray_batch(self.eval_dataset, index, self.config.eval_num_rays_per_batch, sources)
 
     def next_eval_image(self, step: int) -> Tuple[Cameras, Dict]:
         self.eval_count += 1
@@ -168,7 +193,7 @@ class HumanDataManager(DataManager):
         )
 
     def ray_batch(
-        self, dataset: HumanViewDataset, index: int, num_rays: int, num_sources: int
+        self, dataset: HumanViewDataset, index: int, num_rays: int, sources: List[int]
     ) -> Tuple[RayBundle, Dict]:
         """Rays of one target view (patches first, row-major, then `num_rays` sampled rays), their targets, and the
         chosen source cameras."""
@@ -183,9 +208,6 @@ class HumanDataManager(DataManager):
             )
         parts.append(sample_view_pixels(box, view.mask, num_rays, self.config.foreground_ratio, self._torch_rng))
         yx = torch.cat(parts, dim=0)
-        sources = self.catalog.nearest_cameras(
-            frame_key, self.catalog.subject(frame_key).rig.camera_to_world[camera], num_sources, exclude=[camera]
-        )
         coords = yx.float() + 0.5
         indices = torch.full((yx.shape[0], 1), index, dtype=torch.long)
         ray_bundle = dataset.cameras.generate_rays(camera_indices=indices, coords=coords)
