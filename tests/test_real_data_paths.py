@@ -221,3 +221,33 @@ def test_enerf_source_sampling_draws_from_the_nearest_plus_one(tiny_dataset: Pat
         others = [c for c in draw if c != camera]
         assert set(others) <= set(catalog.nearest_cameras(frame_key, c2w, len(draw) + 1, exclude=[camera]))
     assert len({tuple(sorted(d)) for d in draws if len(d) == 2}) > 1  # not always the two nearest
+
+
+def test_prefetched_batches_are_the_batches_drawn_in_order(tiny_dataset: Path):
+    batches = {}
+    for prefetch in (True, False):
+        config = copy.deepcopy(discover_methods()[0]["enerf-heatmap"])
+        config.pipeline.datamanager.data = tiny_dataset
+        config.pipeline.datamanager.prefetch = prefetch
+        manager = config.pipeline.datamanager.setup(device="cpu")
+        manager.setup_train()
+        batches[prefetch] = [manager.next_train(step) for step in range(4)]
+    for (rays_a, batch_a), (rays_b, batch_b) in zip(batches[True], batches[False]):
+        assert torch.equal(rays_a.origins, rays_b.origins) and torch.equal(rays_a.directions, rays_b.directions)
+        assert torch.equal(batch_a["image"], batch_b["image"])
+        assert torch.equal(rays_a.metadata["source_cameras"], rays_b.metadata["source_cameras"])
+    assert len({int(b["frame_key"]) * 100 + int(b["target_camera"]) for _, b in batches[True]}) > 1
+
+
+def test_training_evaluates_a_fixed_spread_sample_and_ns_eval_everything(tiny_dataset: Path, monkeypatch):
+    pipeline = setup_pipeline("enerf-heatmap", tiny_dataset)
+    manager = pipeline.datamanager
+    monkeypatch.setattr(manager.config, "training_eval_views", 3)
+    seen = []
+    monkeypatch.setattr(pipeline, "get_average_image_metrics", lambda loader, *args: seen.append(loader.indices))
+    pipeline.train()
+    pipeline.get_average_eval_image_metrics(step=100)
+    pipeline.eval()
+    pipeline.get_average_eval_image_metrics(step=100)
+    total = len(manager.eval_dataset)
+    assert seen == [[0, total // 3, 2 * total // 3], list(range(total))]

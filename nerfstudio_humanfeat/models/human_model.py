@@ -58,6 +58,9 @@ class HumanFeatureModelConfig(ModelConfig):
     """Channels of the dense-pose (continuous surface embedding) head; 0 disables the head."""
     lambda_heatmap: float = 0.5
     lambda_densepose: float = 0.5
+    heatmap_positive_weight: float = 0.0
+    """Weight w of the heatmap loss's entries near joints: each squared error counts 1 + w * target (0: the papers'
+    plain MSE, dominated by the many samples far from every joint)."""
     lambda_mask: float = 0.5
     """Weight of the mask loss, MSE between each ray's accumulated opacity and the foreground mask (AniPixel's mask
     loss; GHNeRF and ENeRF have none, 0 gives the papers' loss). Without it the empty space of the subject's box is
@@ -329,7 +332,7 @@ class HumanFeatureModel(Model):
         losses = {}
         if f"heatmap{suffix}" in outputs and "heatmap" in batch:
             losses[f"heatmap_loss{suffix}"] = self.config.lambda_heatmap * masked_heatmap_mse(
-                outputs[f"heatmap{suffix}"], batch["heatmap"], batch["joint_valid"]
+                outputs[f"heatmap{suffix}"], batch["heatmap"], batch["joint_valid"], self.config.heatmap_positive_weight
             )
         if f"densepose{suffix}" in outputs and "densepose" in batch:
             losses[f"densepose_loss{suffix}"] = self.config.lambda_densepose * densepose_loss(

@@ -47,6 +47,16 @@ class HumanPipeline(VanillaPipeline):
         metrics, images = super().get_eval_image_metrics_and_images(step)
         return scalar_summary(metrics), images
 
+    def get_average_eval_image_metrics(
+        self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
+    ):
+        """All held-out views (ns-eval, a loaded checkpoint); during training a fixed, evenly spread sample of
+        ``training_eval_views`` of them, so that periodic full evaluations stay minutes, not hours, at ZJU scale."""
+        loader = self.datamanager.fixed_indices_eval_dataloader
+        if self.training and step is not None:
+            loader = self.datamanager.training_eval_dataloader
+        return self.get_average_image_metrics(loader, "eval", step, output_path, get_std)
+
     def evaluates_keypoints_3d(self) -> bool:
         """Whether evaluation extracts 3D keypoints (once per frame, outside the timed render) for MPJPE."""
         return bool(getattr(self.model.config, "eval_keypoints_3d", False)) and hasattr(self.model, "keypoints_3d")

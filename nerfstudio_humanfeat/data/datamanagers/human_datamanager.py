@@ -8,9 +8,10 @@ target camera, the target pixel and the chosen source cameras. Full-image evalua
 from __future__ import annotations
 
 import random
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Dict, Iterator, List, Literal, Tuple, Type, Union
+from typing import Dict, Iterator, List, Literal, Optional, Tuple, Type, Union
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
@@ -59,6 +60,11 @@ class HumanDataManagerConfig(VanillaDataManagerConfig):
     """Standard deviation of the Gaussian joint heatmap targets, in output pixels."""
     box_padding: float = 0.0
     """Extra padding (m) of the frame's box (already padded by the dataparser) where rays are sampled."""
+    training_eval_views: int = 16
+    """Held-out views evaluated by the periodic full evaluation during training (evenly spread, the same each time);
+    ns-eval evaluates them all."""
+    prefetch: bool = True
+    """Prepare the next training batch (image decoding, ray sampling, targets) in a worker thread during a step."""
     seed: int = 42
 
 
@@ -107,6 +113,8 @@ class HumanDataManager(DataManager):
         self.eval_dataset = HumanViewDataset(self.dataparser.get_dataparser_outputs(split=eval_split))
         self._rng = random.Random(config.seed + local_rank)
         self._torch_rng = torch.Generator().manual_seed(config.seed + local_rank)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="humanfeat-batches")
+        self._next_batch: Optional[Future] = None
         super().__init__()
 
     @property
@@ -133,8 +141,23 @@ class HumanDataManager(DataManager):
     def fixed_indices_eval_dataloader(self) -> FixedViewLoader:
         return FixedViewLoader(self, self.eval_dataset, list(range(len(self.eval_dataset))))
 
+    @cached_property
+    def training_eval_dataloader(self) -> FixedViewLoader:
+        total, count = len(self.eval_dataset), min(self.config.training_eval_views, len(self.eval_dataset))
+        return FixedViewLoader(self, self.eval_dataset, [i * total // count for i in range(count)])
+
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         self.train_count += 1
+        if not self.config.prefetch:
+            return self.draw_train_batch()
+        if self._next_batch is None:
+            self._next_batch = self._worker.submit(self.draw_train_batch)
+        batch = self._next_batch.result()
+        self._next_batch = self._worker.submit(self.draw_train_batch)
+        return batch
+
+    def draw_train_batch(self) -> Tuple[RayBundle, Dict]:
+        """A random training view's rays and targets (the random draws happen in call order, in one thread)."""
         index = self._rng.choice(self.train_indices)
         frame_key, camera = self.train_dataset.views[index]
         sources = self.training_sources(frame_key, camera)
