@@ -251,3 +251,21 @@ def test_training_evaluates_a_fixed_spread_sample_and_ns_eval_everything(tiny_da
     pipeline.get_average_eval_image_metrics(step=100)
     total = len(manager.eval_dataset)
     assert seen == [[0, total // 3, 2 * total // 3], list(range(total))]
+
+
+def test_sources_cropped_to_the_box_sample_the_same_pixels(tiny_dataset: Path):
+    from nerfstudio_humanfeat.model_components.views import crop_to_box, load_source_views, sample_source_features
+
+    pipeline = setup_pipeline("enerf-heatmap", tiny_dataset)
+    catalog = pipeline.datamanager.catalog
+    frame_key = catalog.frame_keys_of_split("test")[0]
+    bbox = catalog.frame(frame_key).bbox
+    full = load_source_views(catalog, frame_key, catalog.subject(frame_key).source_cameras[:3], "cpu")
+    cropped = crop_to_box(full, bbox)
+    assert cropped.images.shape[-1] < full.images.shape[-1] or cropped.images.shape[-2] < full.images.shape[-2]
+    assert cropped.images.shape[-1] % 16 == 0 and cropped.images.shape[-2] % 16 == 0
+    points = bbox[0] + torch.rand(500, 3, generator=torch.Generator().manual_seed(0)) * (bbox[1] - bbox[0])
+    values_full, valid_full = sample_source_features(full, full.images, points)
+    values_crop, valid_crop = sample_source_features(cropped, cropped.images, points)
+    assert valid_crop.equal(valid_full) and valid_full.float().mean() > 0.9
+    torch.testing.assert_close(values_crop, values_full, atol=1e-5, rtol=0)

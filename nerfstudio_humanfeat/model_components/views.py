@@ -76,3 +76,36 @@ def sample_source_features(
     """Pixel-aligned features of world points in every source view, and where they are valid (in view)."""
     uv, depth = project_points(points, sources.intrinsics, sources.world_to_camera)
     return sample_pixel_aligned(feature_maps, uv, sources.image_size, depth)
+
+
+def crop_to_box(sources: SourceViews, bbox: Float[Tensor, "2 3"], multiple: int = 16, margin: int = 4) -> SourceViews:
+    """The source views cropped to one window size that holds the projection of the frame's box in each view.
+
+    Only the principal point changes (cx, cy shift by the window's corner), so projections, homographies and
+    pixel-aligned sampling are exact on the crops; the encoders then spend nothing on the background far from the
+    person. The window size is rounded up to ``multiple`` (the encoders' stride) and each window is shifted to lie
+    inside its image; views whose box is not in front of the camera keep the whole image.
+    """
+    height, width = sources.image_size
+    corners = torch.stack(torch.meshgrid(*[bbox[:, i] for i in range(3)], indexing="ij"), -1).reshape(-1, 3)
+    uv, depth = project_points(corners.to(sources.intrinsics), sources.intrinsics, sources.world_to_camera)
+    if not bool((depth > 0).all()):
+        return sources
+    low = uv.amin(dim=1).floor() - margin
+    high = uv.amax(dim=1).ceil() + margin
+    size_x = int((high[:, 0] - low[:, 0]).max().clamp(1, width))
+    size_y = int((high[:, 1] - low[:, 1]).max().clamp(1, height))
+    size_x = min(-(-size_x // multiple) * multiple, width)
+    size_y = min(-(-size_y // multiple) * multiple, height)
+    if size_x == width and size_y == height:
+        return sources
+    centre = (low + high) / 2
+    x0 = (centre[:, 0] - size_x / 2).round().clamp(0, width - size_x).long()
+    y0 = (centre[:, 1] - size_y / 2).round().clamp(0, height - size_y).long()
+    images = torch.stack(
+        [image[:, y : y + size_y, x : x + size_x] for image, x, y in zip(sources.images, x0.tolist(), y0.tolist())]
+    )
+    intrinsics = sources.intrinsics.clone()
+    intrinsics[:, 0, 2] -= x0.to(intrinsics)
+    intrinsics[:, 1, 2] -= y0.to(intrinsics)
+    return SourceViews(list(sources.camera_ids), images, intrinsics, sources.world_to_camera)

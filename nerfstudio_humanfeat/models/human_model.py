@@ -39,7 +39,7 @@ from nerfstudio_humanfeat.metrics import ImageMetrics
 from nerfstudio_humanfeat.model_components.losses import PerceptualLoss, densepose_loss, masked_heatmap_mse
 from nerfstudio_humanfeat.model_components.outputs import LazyOutputs
 from nerfstudio_humanfeat.model_components.ray_samplers import ray_aabb_near_far
-from nerfstudio_humanfeat.model_components.views import SourceViews, TargetView, load_source_views
+from nerfstudio_humanfeat.model_components.views import SourceViews, TargetView, crop_to_box, load_source_views
 from nerfstudio_humanfeat.skeleton import BODY25_NAMES
 
 
@@ -52,6 +52,9 @@ class HumanFeatureModelConfig(ModelConfig):
     """Near/far come from each frame's SMPL box, not from a collider."""
     num_source_views: int = 2
     """Source views used to render a camera at evaluation, in ns-render and in the viewer (GHNeRF: 2)."""
+    crop_sources_to_box: bool = True
+    """Encode each source view only in a window around the projection of the frame's box (the principal point
+    shifts; sampling stays exact), instead of the whole, mostly background, image."""
     num_joints: int = 25
     """Heatmap channels (BODY_25 by default)."""
     densepose_dim: int = 3
@@ -231,7 +234,12 @@ class HumanFeatureModel(Model):
         ids = self.catalog.nearest_cameras(
             target.frame_key, target.camera_to_world.cpu(), self.config.num_source_views, exclude
         )
-        return load_source_views(self.catalog, target.frame_key, ids, self.device)
+        return self.load_sources(target, ids)
+
+    def load_sources(self, target: TargetView, camera_ids: List[int]) -> SourceViews:
+        """The source views of the target's frame, cropped to its box with ``crop_sources_to_box``."""
+        sources = load_source_views(self.catalog, target.frame_key, camera_ids, self.device)
+        return crop_to_box(sources, target.bbox) if self.config.crop_sources_to_box else sources
 
     # ---------------------------------------------------------------- nerfstudio entry points
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
@@ -239,7 +247,7 @@ class HumanFeatureModel(Model):
         frame_key = int(meta["frame_key"].reshape(-1)[0])
         target = self.target_of_dataset_view(frame_key, int(meta["target_camera"].reshape(-1)[0]))
         source_ids = [int(c) for c in meta["source_cameras"].reshape(-1, meta["source_cameras"].shape[-1])[0]]
-        sources = load_source_views(self.catalog, frame_key, source_ids, self.device)
+        sources = self.load_sources(target, source_ids)
         conditioning = self.condition(target, sources)
         return self.render_rays(ray_bundle, meta["pixels"], target, sources, conditioning)
 
