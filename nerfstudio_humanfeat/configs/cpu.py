@@ -12,7 +12,7 @@ COMMON = [
     "--machine.device-type", "cpu",
     "--vis", "tensorboard",
     "--viewer.quit-on-train-completion", "True",
-    "--pipeline.datamanager.train-num-rays-per-batch", "512",
+    "--pipeline.datamanager.train-num-rays-per-batch", "1024",
     "--pipeline.datamanager.eval-num-rays-per-batch", "512",
     "--pipeline.datamanager.num-patches", "0",
     "--pipeline.model.eval-num-rays-per-chunk", "2048",

@@ -72,8 +72,9 @@ class GHNeRFModelConfig(HumanFeatureModelConfig):
     """Depth-guided samples per ray per level (GHNeRF: 8 and 4; ENeRF: 8 and 2)."""
     level_weights: Tuple[float, float] = (0.1, 1.0)
     """Loss weight of each cascade level."""
-    color_mode: Literal["mlp", "ibr"] = "mlp"
-    """'mlp': g_c(V_NeRF, d) as in the paper's Eq. 3; 'ibr': ENeRF's blending of source colours."""
+    color_mode: Literal["mlp", "ibr"] = "ibr"
+    """'ibr': ENeRF's blending of source colours (the default: it learned faster in the learning benchmark, see the
+    issue-16 note); 'mlp': g_c(V_NeRF, d) as in GHNeRF's Eq. 3."""
     ibr_context: Literal["nerf", "enerf"] = "nerf"
     """Per-point context of the IBR blending weights: V_NeRF ('nerf') or, as ENeRF's code, f_voxel ⊕ pooled f_img."""
     nerf_dim: int = 64
