@@ -185,7 +185,8 @@ def _assert_volume_holds_the_point_queries(model, frame_key: int, size: float) -
     target = model.target_of_dataset_view(frame_key, camera)
     sources = model.sources_for(target, exclude=(camera,))
     with torch.no_grad():
-        fields = model.query_points(target, sources, model.condition(target, sources), grid[tuple(picks)])
+        target, _, conditioning = model.conditioned(target, sources)
+        fields = model.query_points(target, sources, conditioning, grid[tuple(picks)])
     expected = fields["heatmap"]
     if model.config.keypoints_3d_weighting == "occupancy":
         expected = expected * (1 - torch.exp(-fields["density"] * size))

@@ -161,7 +161,10 @@ def test_rays_missing_the_box_are_not_rendered_and_the_rest_match_a_full_render(
         target = TargetView(int(camera.metadata["frame_key"].reshape(-1)[0]), intrinsics, world_to_camera, height,
                             width, box)  # fmt: skip
         sources = model.sources_for(target)
-        full = render_rays(rays.flatten(), target.pixel_grid(), target, sources, model.condition(target, sources))
+        pixels = target.pixel_grid()
+        target, offset, conditioning = model.conditioned(target, sources)
+        assert target.width < width and target.height <= height  # the per-target volumes cover the box only
+        full = render_rays(rays.flatten(), pixels - offset, target, sources, conditioning)
     torch.testing.assert_close(outputs["rgb"][hit], full["rgb"].reshape(height, width, 3)[hit], atol=1e-5, rtol=0)
     assert outputs["skeleton"].shape == outputs["rgb"].shape and "skeleton" not in outputs.pending
 

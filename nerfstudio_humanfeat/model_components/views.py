@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from jaxtyping import Float
@@ -78,34 +78,77 @@ def sample_source_features(
     return sample_pixel_aligned(feature_maps, uv, sources.image_size, depth)
 
 
+def box_windows(
+    intrinsics: Float[Tensor, "V 3 3"],
+    world_to_camera: Float[Tensor, "V 3 4"],
+    image_size: Tuple[int, int],
+    bbox: Float[Tensor, "2 3"],
+    multiple: int = 16,
+    margin: int = 4,
+) -> Optional[Tuple[Tensor, Tensor, int, int]]:
+    """Corners (x0, y0) of one window size (w, h) that holds the projection of the box in each view. Corners sit on
+    multiples of ``multiple`` (the encoders' and cost volumes' strides, so their cells keep their places) unless
+    the image border forces a shift; the size is a multiple of it. None when the whole image is needed anyway or
+    the box is not entirely in front of a camera."""
+    height, width = image_size
+    corners = torch.stack(torch.meshgrid(*[bbox[:, i] for i in range(3)], indexing="ij"), -1).reshape(-1, 3)
+    uv, depth = project_points(corners.to(intrinsics), intrinsics, world_to_camera)
+    if not bool((depth > 0).all()):
+        return None
+    low = ((uv.amin(dim=1) - margin).clamp_min(0) // multiple * multiple).long()
+    high = (uv.amax(dim=1) + margin).ceil().long()
+    size_x = min(-(-int((high[:, 0] - low[:, 0]).max().clamp_min(1)) // multiple) * multiple, width)
+    size_y = min(-(-int((high[:, 1] - low[:, 1]).max().clamp_min(1)) // multiple) * multiple, height)
+    if size_x == width and size_y == height:
+        return None
+    x0 = low[:, 0].clamp(max=width - size_x)
+    y0 = low[:, 1].clamp(max=height - size_y)
+    return x0, y0, size_x, size_y
+
+
+def shifted_intrinsics(intrinsics: Float[Tensor, "V 3 3"], x0: Tensor, y0: Tensor) -> Float[Tensor, "V 3 3"]:
+    """Intrinsics of windows whose top-left corners are (x0, y0): the principal point moves, nothing else."""
+    shifted = intrinsics.clone()
+    shifted[:, 0, 2] -= x0.to(intrinsics)
+    shifted[:, 1, 2] -= y0.to(intrinsics)
+    return shifted
+
+
 def crop_to_box(sources: SourceViews, bbox: Float[Tensor, "2 3"], multiple: int = 16, margin: int = 4) -> SourceViews:
     """The source views cropped to one window size that holds the projection of the frame's box in each view.
 
-    Only the principal point changes (cx, cy shift by the window's corner), so projections, homographies and
-    pixel-aligned sampling are exact on the crops; the encoders then spend nothing on the background far from the
-    person. The window size is rounded up to ``multiple`` (the encoders' stride) and each window is shifted to lie
-    inside its image; views whose box is not in front of the camera keep the whole image.
+    Only the principal point changes, so projections, homographies and pixel-aligned sampling are exact on the
+    crops; the encoders then spend nothing on the background far from the person.
     """
-    height, width = sources.image_size
-    corners = torch.stack(torch.meshgrid(*[bbox[:, i] for i in range(3)], indexing="ij"), -1).reshape(-1, 3)
-    uv, depth = project_points(corners.to(sources.intrinsics), sources.intrinsics, sources.world_to_camera)
-    if not bool((depth > 0).all()):
+    window = box_windows(sources.intrinsics, sources.world_to_camera, sources.image_size, bbox, multiple, margin)
+    if window is None:
         return sources
-    low = uv.amin(dim=1).floor() - margin
-    high = uv.amax(dim=1).ceil() + margin
-    size_x = int((high[:, 0] - low[:, 0]).max().clamp(1, width))
-    size_y = int((high[:, 1] - low[:, 1]).max().clamp(1, height))
-    size_x = min(-(-size_x // multiple) * multiple, width)
-    size_y = min(-(-size_y // multiple) * multiple, height)
-    if size_x == width and size_y == height:
-        return sources
-    centre = (low + high) / 2
-    x0 = (centre[:, 0] - size_x / 2).round().clamp(0, width - size_x).long()
-    y0 = (centre[:, 1] - size_y / 2).round().clamp(0, height - size_y).long()
+    x0, y0, size_x, size_y = window
     images = torch.stack(
         [image[:, y : y + size_y, x : x + size_x] for image, x, y in zip(sources.images, x0.tolist(), y0.tolist())]
     )
-    intrinsics = sources.intrinsics.clone()
-    intrinsics[:, 0, 2] -= x0.to(intrinsics)
-    intrinsics[:, 1, 2] -= y0.to(intrinsics)
+    intrinsics = shifted_intrinsics(sources.intrinsics, x0, y0)
     return SourceViews(list(sources.camera_ids), images, intrinsics, sources.world_to_camera)
+
+
+def crop_target_to_box(
+    target: TargetView, multiple: int = 16, margin: int = 8
+) -> Tuple[TargetView, Float[Tensor, "2"]]:
+    """The target camera restricted to a window around its box's projection, and the window's corner (x, y) to
+    subtract from full-image pixels. Rays that hit the box pass through the window, so per-target work (cost
+    volumes) need not cover the rest of the image. Not exact: the border of the cost volumes' 3D U-Nets (zero
+    padding) moves from the image's border to the window's, ``margin`` pixels around the box."""
+    size = (target.height, target.width)
+    window = box_windows(target.intrinsics[None], target.world_to_camera[None], size, target.bbox, multiple, margin)
+    if window is None:
+        return target, target.intrinsics.new_zeros(2)
+    x0, y0, size_x, size_y = window
+    cropped = TargetView(
+        target.frame_key,
+        shifted_intrinsics(target.intrinsics[None], x0, y0)[0],
+        target.world_to_camera,
+        size_y,
+        size_x,
+        target.bbox,
+    )
+    return cropped, torch.stack([x0[0], y0[0]]).to(target.intrinsics)

@@ -39,7 +39,13 @@ from nerfstudio_humanfeat.metrics import ImageMetrics
 from nerfstudio_humanfeat.model_components.losses import PerceptualLoss, densepose_loss, masked_heatmap_mse
 from nerfstudio_humanfeat.model_components.outputs import LazyOutputs
 from nerfstudio_humanfeat.model_components.ray_samplers import ray_aabb_near_far
-from nerfstudio_humanfeat.model_components.views import SourceViews, TargetView, crop_to_box, load_source_views
+from nerfstudio_humanfeat.model_components.views import (
+    SourceViews,
+    TargetView,
+    crop_target_to_box,
+    crop_to_box,
+    load_source_views,
+)
 from nerfstudio_humanfeat.skeleton import BODY25_NAMES
 
 
@@ -52,9 +58,9 @@ class HumanFeatureModelConfig(ModelConfig):
     """Near/far come from each frame's SMPL box, not from a collider."""
     num_source_views: int = 2
     """Source views used to render a camera at evaluation, in ns-render and in the viewer (GHNeRF: 2)."""
-    crop_sources_to_box: bool = True
-    """Encode each source view only in a window around the projection of the frame's box (the principal point
-    shifts; sampling stays exact), instead of the whole, mostly background, image."""
+    crop_to_box: bool = True
+    """Encode each source view, and build the target's per-camera volumes, only in a window around the projection
+    of the frame's box (principal points shift; sampling stays exact), not over the whole, mostly empty, image."""
     num_joints: int = 25
     """Heatmap channels (BODY_25 by default)."""
     densepose_dim: int = 3
@@ -188,7 +194,7 @@ class HumanFeatureModel(Model):
         its dataset cameras; see ``keypoints_3d_weighting``."""
         target = self.target_of_dataset_view(frame_key, camera)
         sources = self.sources_for(target, exclude=(camera,))
-        conditioning = self.condition(target, sources)
+        target, _, conditioning = self.conditioned(target, sources)
         grid = volume_grid(target.bbox, voxel_size)
         pieces = []
         for points in grid.reshape(-1, 3).split(self.config.eval_num_rays_per_chunk):
@@ -240,7 +246,15 @@ class HumanFeatureModel(Model):
     def load_sources(self, target: TargetView, camera_ids: List[int]) -> SourceViews:
         """The source views of the target's frame, cropped to its box with ``crop_sources_to_box``."""
         sources = load_source_views(self.catalog, target.frame_key, camera_ids, self.device)
-        return crop_to_box(sources, target.bbox) if self.config.crop_sources_to_box else sources
+        return crop_to_box(sources, target.bbox) if self.config.crop_to_box else sources
+
+    def conditioned(self, target: TargetView, sources: SourceViews) -> Tuple[TargetView, Tensor, Any]:
+        """The target as conditioned (cropped to its box with ``crop_to_box``), the corner (x, y) to subtract from
+        its full-image pixels, and the conditioning."""
+        offset = target.intrinsics.new_zeros(2)
+        if self.config.crop_to_box:
+            target, offset = crop_target_to_box(target)
+        return target, offset, self.condition(target, sources)
 
     # ---------------------------------------------------------------- nerfstudio entry points
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
@@ -249,8 +263,8 @@ class HumanFeatureModel(Model):
         target = self.target_of_dataset_view(frame_key, int(meta["target_camera"].reshape(-1)[0]))
         source_ids = [int(c) for c in meta["source_cameras"].reshape(-1, meta["source_cameras"].shape[-1])[0]]
         sources = self.load_sources(target, source_ids)
-        conditioning = self.condition(target, sources)
-        return self.render_rays(ray_bundle, meta["pixels"], target, sources, conditioning)
+        target, offset, conditioning = self.conditioned(target, sources)
+        return self.render_rays(ray_bundle, meta["pixels"] - offset, target, sources, conditioning)
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
@@ -262,9 +276,10 @@ class HumanFeatureModel(Model):
             frame_key, intrinsics, world_to_camera, height, width, self.catalog.frame(frame_key).bbox.to(self.device)
         )
         sources = self.sources_for(target)
-        conditioning = self.condition(target, sources)
         rays = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
         pixels = target.pixel_grid()
+        target, offset, conditioning = self.conditioned(target, sources)
+        pixels = pixels - offset
         # Rays that miss the frame's box see only the (black) background: ENeRF renders just the others.
         hit = ray_aabb_near_far(rays.origins, rays.directions, target.bbox)[2].reshape(-1)
         inside = torch.nonzero(hit).squeeze(-1)
