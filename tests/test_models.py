@@ -82,7 +82,12 @@ def test_any_camera_finds_its_frame_and_nearest_sources(tiny_dataset: Path, monk
     target = model.target_of_dataset_view(key, 1)
     sources = model.sources_for(target)
     assert sorted(sources.camera_ids) == [0, 2]  # the ring neighbours of camera 1 among the even source cameras
-    assert sources.images.shape == (2, 3, rig.height, rig.width)
+    full = catalog.source_images(key, sources.camera_ids)
+    shift = (rig.intrinsics[sources.camera_ids, :2, 2] - sources.intrinsics[:, :2, 2]).round().long()
+    height, width = sources.images.shape[-2:]
+    assert sources.images.shape[:2] == (2, 3) and height <= rig.height and width < rig.width  # cropped to the box
+    for image, crop, (x0, y0) in zip(full, sources.images, shift.tolist()):
+        assert torch.equal(image[:, y0 : y0 + height, x0 : x0 + width], crop)
 
 
 def test_ghnerf_fits_a_training_view(tiny_dataset: Path):
