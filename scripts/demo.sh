@@ -2,7 +2,7 @@
 # Trains a method briefly on the CPU, evaluates it on the held-out subjects and renders a novel-view video.
 # Usage: scripts/demo.sh METHOD DATA_DIR OUTPUT_DIR STEPS
 set -euo pipefail
-method=${1:-ghnerf}; data=${2:-data/synth-demo}; out=${3:-outputs/demo}; steps=${4:-600}
+method=${1:-ghnerf}; data=${2:-data/synth-demo}; out=${3:-outputs/demo}; steps=${4:-800}
 bin=.venv/bin
 start=$(date +%s)
 # shellcheck disable=SC2046
