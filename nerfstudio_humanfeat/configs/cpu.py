@@ -15,7 +15,7 @@ COMMON = [
     "--pipeline.datamanager.train-num-rays-per-batch", "1024",
     "--pipeline.datamanager.eval-num-rays-per-batch", "512",
     "--pipeline.datamanager.num-patches", "0",
-    "--pipeline.model.eval-num-rays-per-chunk", "2048",
+    "--pipeline.model.eval-num-rays-per-chunk", "8192",
     "--steps-per-eval-batch", "100",
     "--steps-per-eval-image", "250",
     "--steps-per-eval-all-images", "1000000",

@@ -54,6 +54,8 @@ class HumanFeatureModelConfig(ModelConfig):
     """Options shared by every generalizable human model of this plugin."""
 
     _target: Type = field(default_factory=lambda: HumanFeatureModel)
+    eval_num_rays_per_chunk: int = 1 << 15
+    """Rays rendered at once by get_outputs_for_camera (only those that hit the subject's box are rendered)."""
     enable_collider: bool = False
     """Near/far come from each frame's SMPL box, not from a collider."""
     num_source_views: int = 2
