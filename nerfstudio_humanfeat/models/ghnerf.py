@@ -340,9 +340,7 @@ class GHNeRFModel(HumanFeatureModel):
         losses = {key: weight1 * value for key, value in super().get_loss_dict(outputs, batch).items()}
         if "rgb_level0" in outputs:
             losses["rgb_loss_level0"] = weight0 * F.mse_loss(outputs["rgb_level0"], batch["image"])
-            level0 = self.feature_losses(outputs, batch, suffix="_level0")
-            level0.update(self.mask_losses(outputs, batch, suffix="_level0"))
-            for key, value in level0.items():
+            for key, value in self.level_losses(outputs, batch, suffix="_level0").items():
                 losses[key] = weight0 * value
         for suffix, weight in (("", weight1), ("_level0", weight0)):
             if f"coordinate_loss{suffix}" in outputs:

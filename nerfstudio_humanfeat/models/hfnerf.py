@@ -138,6 +138,6 @@ class HFNeRFModel(HumanFeatureModel):
         losses = super().get_loss_dict(outputs, batch, metrics_dict)
         weight = self.config.coarse_loss_weight
         losses["rgb_loss_coarse"] = weight * F.mse_loss(outputs["rgb_coarse"], batch["image"])
-        for key, value in self.feature_losses(outputs, batch, suffix="_coarse").items():
+        for key, value in self.level_losses(outputs, batch, suffix="_coarse").items():
             losses[key] = weight * value
         return losses

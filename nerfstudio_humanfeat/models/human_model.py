@@ -336,8 +336,7 @@ class HumanFeatureModel(Model):
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         losses = {"rgb_loss": F.mse_loss(outputs["rgb"], batch["image"])}
-        losses.update(self.feature_losses(outputs, batch))
-        losses.update(self.mask_losses(outputs, batch))
+        losses.update(self.level_losses(outputs, batch))
         if self.perceptual is not None and self.perceptual.available and batch.get("num_patches", 0) > 0:
             num, size = int(batch["num_patches"]), int(batch["patch_size"])
             count = num * size * size
@@ -345,6 +344,10 @@ class HumanFeatureModel(Model):
             gt = batch["image"][:count].reshape(num, size, size, 3).permute(0, 3, 1, 2)
             losses["perceptual_loss"] = self.config.lambda_perceptual * self.perceptual(pred, gt)
         return losses
+
+    def level_losses(self, outputs: Dict[str, Tensor], batch: Dict[str, Any], suffix: str = "") -> Dict[str, Tensor]:
+        """Feature and mask losses of the outputs named with `suffix` (a cascade level or a coarse pass)."""
+        return {**self.feature_losses(outputs, batch, suffix), **self.mask_losses(outputs, batch, suffix)}
 
     def mask_losses(self, outputs: Dict[str, Tensor], batch: Dict[str, Any], suffix: str = "") -> Dict[str, Tensor]:
         """Accumulated opacity against the foreground mask (``lambda_mask``), for the outputs named with `suffix`."""
