@@ -158,8 +158,9 @@ def main() -> None:
         )
     for resolution in args.resolutions:
         times = {r["method"]: r["frame_s"] for r in results if r["resolution"] == resolution and "frame_s" in r}
-        if "ghnerf" in times and "hfnerf" in times:
-            print(f"{resolution} px: hfnerf / ghnerf frame-time ratio = {times['hfnerf'] / times['ghnerf']:.2f}")
+        for slow, fast in (("hfnerf", "ghnerf"), ("ghnerf", "enerf-heatmap")):
+            if slow in times and fast in times:
+                print(f"{resolution} px: {slow} / {fast} frame-time ratio = {times[slow] / times[fast]:.2f}")
 
 
 if __name__ == "__main__":
