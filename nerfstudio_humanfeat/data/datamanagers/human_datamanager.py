@@ -113,6 +113,9 @@ class HumanDataManager(DataManager):
         self.eval_dataset = HumanViewDataset(self.dataparser.get_dataparser_outputs(split=eval_split))
         self._rng = random.Random(config.seed + local_rank)
         self._torch_rng = torch.Generator().manual_seed(config.seed + local_rank)
+        # Evaluation draws its own numbers: the training draws run in the prefetch thread, in order.
+        self._eval_rng = random.Random(config.seed + local_rank + 1)
+        self._eval_torch_rng = torch.Generator().manual_seed(config.seed + local_rank + 1)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="humanfeat-batches")
         self._next_batch: Optional[Future] = None
         super().__init__()
@@ -180,7 +183,7 @@ class HumanDataManager(DataManager):
 
     def next_eval(self, step: int) -> Tuple[RayBundle, Dict]:
         self.eval_count += 1
-        index = self._rng.randrange(len(self.eval_dataset))
+        index = self._eval_rng.randrange(len(self.eval_dataset))
         frame_key, camera = self.eval_dataset.views[index]
         c2w = self.catalog.subject(frame_key).rig.camera_to_world[camera]
         sources = self.catalog.nearest_cameras(frame_key, c2w, self.config.train_num_source_views[0], exclude=[camera])
@@ -188,7 +191,7 @@ class HumanDataManager(DataManager):
 
     def next_eval_image(self, step: int) -> Tuple[Cameras, Dict]:
         self.eval_count += 1
-        return self.image_batch(self.eval_dataset, self._rng.randrange(len(self.eval_dataset)))
+        return self.image_batch(self.eval_dataset, self._eval_rng.randrange(len(self.eval_dataset)))
 
     def get_train_rays_per_batch(self) -> int:
         cfg = self.config
@@ -223,13 +226,13 @@ class HumanDataManager(DataManager):
         frame_key, camera = dataset.views[index]
         view = self.catalog.load_view(frame_key, camera)
         box = self.box_mask(frame_key, camera)
-        patches = self.config.num_patches if dataset is self.train_dataset else 0
+        training = dataset is self.train_dataset
+        patches = self.config.num_patches if training else 0
+        generator = self._torch_rng if training else self._eval_torch_rng
         parts = []
         if patches > 0:
-            parts.append(
-                sample_patches(box, patches, self.config.perceptual_patch_size, self._torch_rng).reshape(-1, 2)
-            )
-        parts.append(sample_view_pixels(box, view.mask, num_rays, self.config.foreground_ratio, self._torch_rng))
+            parts.append(sample_patches(box, patches, self.config.perceptual_patch_size, generator).reshape(-1, 2))
+        parts.append(sample_view_pixels(box, view.mask, num_rays, self.config.foreground_ratio, generator))
         yx = torch.cat(parts, dim=0)
         coords = yx.float() + 0.5
         indices = torch.full((yx.shape[0], 1), index, dtype=torch.long)
