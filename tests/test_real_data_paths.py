@@ -272,3 +272,17 @@ def test_sources_cropped_to_the_box_sample_the_same_pixels(tiny_dataset: Path):
     values_crop, valid_crop = sample_source_features(cropped, cropped.images, points)
     assert valid_crop.equal(valid_full) and valid_full.float().mean() > 0.9
     torch.testing.assert_close(values_crop, values_full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("context", ["nerf", "enerf"])
+def test_ibr_context_choices_train(tiny_dataset: Path, context: str):
+    config = copy.deepcopy(discover_methods()[0]["enerf-heatmap"])
+    config.pipeline.datamanager.data = tiny_dataset
+    config.pipeline.model.ibr_context = context
+    torch.manual_seed(0)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val")
+    expected = 64 if context == "nerf" else pipeline.model.cost_volumes[1].out_channels + 16
+    assert pipeline.model.levels[1]["g_c"].context_dim == expected
+    _, losses, _ = pipeline.get_train_loss_dict(step=0)
+    sum(losses.values()).backward()
+    assert pipeline.model.levels[1]["g_c"].layers[0].weight.grad.abs().sum() > 0

@@ -125,8 +125,8 @@ class PointFeatures:
     """Relative view directions, (V, R, S, 4)."""
     valid: Tensor
     """Where a sample projects inside a source view, (V, R, S)."""
-    context: Tensor
-    """f_voxel ⊕ pooled f_img, the input of g_NeRF, (R, S, C'')."""
+    nerf_inputs: Tuple[Tensor, Tensor]
+    """(f_voxel, pooled f_img), the inputs of g_NeRF, (R, S, C1) and (R, S, C2)."""
 
 
 class GHNeRFModel(HumanFeatureModel):
@@ -256,7 +256,7 @@ class GHNeRFModel(HumanFeatureModel):
             rgb = heads["g_c"](point.nerf, ray_samples.frustums.directions)
         else:
             view_features = point.view_features
-            context = point.nerf if self.config.ibr_context == "nerf" else point.context
+            context = point.nerf if self.config.ibr_context == "nerf" else torch.cat(point.nerf_inputs, dim=-1)
             rgb = heads["g_c"](view_features, point.directions, view_features[..., -3:], point.valid, context=context)
         weights = sample_weights(ray_samples, fields["density"], self.config.opacity)
         outputs = {
@@ -313,7 +313,7 @@ class GHNeRFModel(HumanFeatureModel):
             human = mean_variance_pool(human_views.flatten(1, 2), weights.flatten(1, 2)).reshape(
                 num_rays, num_samples, -1
             )
-        return PointFeatures(nerf, human, view_features, directions, valid, torch.cat([voxel, pooled], dim=-1))
+        return PointFeatures(nerf, human, view_features, directions, valid, (voxel, pooled))
 
     def point_fields(self, level: int, point: PointFeatures) -> Dict[str, Tensor]:
         """Density g_sigma, heatmaps g_h and dense pose g_dp of sample points."""
