@@ -25,6 +25,18 @@ class TargetView:
     width: int
     bbox: Float[Tensor, "2 3"]
     """The frame's padded SMPL box: near/far come from it."""
+    source_frame_key: Optional[int] = None
+    """The frame whose source images condition the render; None: ``frame_key`` itself. Another frame of the same
+    subject renders a novel pose: the body of ``frame_key`` seen through the images of this one."""
+
+    @property
+    def sources_key(self) -> int:
+        """The frame key of the source views."""
+        return self.frame_key if self.source_frame_key is None else self.source_frame_key
+
+    @property
+    def novel_pose(self) -> bool:
+        return self.sources_key != self.frame_key
 
     @property
     def camera_to_world(self) -> Float[Tensor, "3 4"]:
@@ -150,5 +162,6 @@ def crop_target_to_box(
         size_y,
         size_x,
         target.bbox,
+        target.source_frame_key,
     )
     return cropped, torch.stack([x0[0], y0[0]]).to(target.intrinsics)

@@ -104,6 +104,9 @@ class HumanFeatureModelConfig(ModelConfig):
 
 RENDER_FRAME_ENV = "HUMANFEAT_FRAME"
 """Environment variable choosing the subject/frame of cameras that carry none (ns-render interpolate/spiral)."""
+SOURCE_FRAME_ENV = "HUMANFEAT_SOURCE_FRAME"
+"""Environment variable choosing, for animatable methods, the frame (index into the subject's frames) whose images
+condition every render: the pose comes from the rendered frame, the appearance from this one (novel pose)."""
 
 
 def default_render_frame(catalog: HumanCatalog, spec: Optional[str]) -> Tuple[str, int, bool]:
@@ -125,6 +128,8 @@ class HumanFeatureModel(Model):
 
     config: HumanFeatureModelConfig
     catalog: HumanCatalog
+    supports_novel_pose: bool = False
+    """Whether the model renders a frame's pose from the source views of another frame (animatable methods)."""
 
     def populate_modules(self) -> None:
         super().populate_modules()
@@ -158,6 +163,15 @@ class HumanFeatureModel(Model):
         )
         self.viewer_subject = ViewerDropdown("Subject", subject, names)
         self.viewer_frame = ViewerSlider("Frame", frame, 0, max(max_frames - 1, 1), 1)
+        if self.supports_novel_pose:
+            self.viewer_source_frame = ViewerSlider(
+                "Source frame",
+                -1,
+                -1,
+                max(max_frames - 1, 1),
+                1,
+                hint="Frame whose images condition the render (-1: the rendered frame); another frame animates it",
+            )
 
     # ---------------------------------------------------------------- conditioning, implemented by methods
     @abstractmethod
@@ -239,16 +253,46 @@ class HumanFeatureModel(Model):
         frame = min(int(self.viewer_frame.value), len(self.catalog.subjects[subject].frames) - 1)
         return self.catalog.frame_key(subject, frame)
 
+    def resolve_source_frame_key(self, camera: Cameras, frame_key: int) -> Optional[int]:
+        """The frame whose images condition a camera: its metadata, else the viewer's or $HUMANFEAT_SOURCE_FRAME's
+        source frame (an index into the subject's frames) for animatable methods, else the rendered frame itself."""
+        if camera.metadata is not None and "source_frame_key" in camera.metadata:
+            return int(camera.metadata["source_frame_key"].reshape(-1)[0])
+        if not self.supports_novel_pose:
+            return None
+        index = int(self.viewer_source_frame.value)
+        env = os.environ.get(SOURCE_FRAME_ENV)
+        if env:
+            if not env.lstrip("-").isdigit():
+                raise ValueError(f"${SOURCE_FRAME_ENV}={env!r}: expected a frame index of the subject, e.g. 0")
+            index = int(env)
+        if index < 0:
+            return None
+        subject_index = self.catalog.frame_keys[frame_key][0]
+        frames = len(self.catalog.subjects[subject_index].frames)
+        return self.catalog.frame_key(subject_index, min(index, frames - 1))
+
     def sources_for(self, target: TargetView, exclude: Tuple[int, ...] = ()) -> SourceViews:
         ids = self.catalog.nearest_cameras(
-            target.frame_key, target.camera_to_world.cpu(), self.config.num_source_views, exclude
+            target.sources_key, target.camera_to_world.cpu(), self.config.num_source_views, exclude
         )
         return self.load_sources(target, ids)
 
     def load_sources(self, target: TargetView, camera_ids: List[int]) -> SourceViews:
-        """The source views of the target's frame, cropped to its box with ``crop_sources_to_box``."""
-        sources = load_source_views(self.catalog, target.frame_key, camera_ids, self.device)
-        return crop_to_box(sources, target.bbox) if self.config.crop_to_box else sources
+        """The source views of the target's source frame, cropped to that frame's box with ``crop_to_box``."""
+        sources = load_source_views(self.catalog, target.sources_key, camera_ids, self.device)
+        if not self.config.crop_to_box:
+            return sources
+        return crop_to_box(sources, self.catalog.frame(target.sources_key).bbox.to(self.device))
+
+    def check_novel_pose(self, target: TargetView) -> None:
+        """Methods that cannot animate render a frame only from its own source views."""
+        if target.novel_pose and not self.supports_novel_pose:
+            raise ValueError(
+                f"{type(self).__name__} renders a frame only from its own source views (it is not animatable): "
+                f"cannot render the pose of {self.catalog.describe(target.frame_key)} from the images of "
+                f"{self.catalog.describe(target.sources_key)}"
+            )
 
     def conditioned(self, target: TargetView, sources: SourceViews) -> Tuple[TargetView, Tensor, Any]:
         """The target as conditioned (cropped to its box with ``crop_to_box``), the corner (x, y) to subtract from
@@ -263,6 +307,9 @@ class HumanFeatureModel(Model):
         meta = ray_bundle.metadata
         frame_key = int(meta["frame_key"].reshape(-1)[0])
         target = self.target_of_dataset_view(frame_key, int(meta["target_camera"].reshape(-1)[0]))
+        if "source_frame_key" in meta:
+            target.source_frame_key = int(meta["source_frame_key"].reshape(-1)[0])
+        self.check_novel_pose(target)
         source_ids = [int(c) for c in meta["source_cameras"].reshape(-1, meta["source_cameras"].shape[-1])[0]]
         sources = self.load_sources(target, source_ids)
         target, offset, conditioning = self.conditioned(target, sources)
@@ -275,8 +322,15 @@ class HumanFeatureModel(Model):
         intrinsics, world_to_camera, height, width = opencv_from_cameras(camera)
         frame_key = self.resolve_frame_key(camera)
         target = TargetView(
-            frame_key, intrinsics, world_to_camera, height, width, self.catalog.frame(frame_key).bbox.to(self.device)
+            frame_key,
+            intrinsics,
+            world_to_camera,
+            height,
+            width,
+            self.catalog.frame(frame_key).bbox.to(self.device),
+            self.resolve_source_frame_key(camera, frame_key),
         )
+        self.check_novel_pose(target)
         sources = self.sources_for(target)
         rays = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
         pixels = target.pixel_grid()

@@ -73,6 +73,9 @@ class HumanPipeline(VanillaPipeline):
         self.eval()
         catalog = self.datamanager.catalog
         per_view: List[Dict[str, Optional[float]]] = []
+        per_protocol: Dict[str, List[Dict[str, Optional[float]]]] = defaultdict(list)
+        skipped_novel_pose = 0
+        animatable = bool(getattr(self.model, "supports_novel_pose", False))
         per_subject: Dict[str, List[Dict[str, Optional[float]]]] = defaultdict(list)
         keypoints_3d: Dict[int, torch.Tensor] = {}
         if output_path is not None:
@@ -82,6 +85,11 @@ class HumanPipeline(VanillaPipeline):
             task = progress.add_task("[green]Evaluating held-out views...", total=len(data_loader))
             for idx, (camera, batch) in enumerate(data_loader):
                 frame_key = int(batch["frame_key"])
+                protocol = batch.get("protocol", "novel_view")
+                if protocol == "novel_pose" and not animatable:
+                    skipped_novel_pose += 1
+                    progress.advance(task)
+                    continue
                 if self.evaluates_keypoints_3d() and frame_key not in keypoints_3d:
                     keypoints_3d[frame_key] = self.model.keypoints_3d(frame_key)
                 start = time()
@@ -96,8 +104,10 @@ class HumanPipeline(VanillaPipeline):
                     for key, image in images.items():
                         path = output_path / f"{image_prefix}_{key}_{idx:04d}.png"
                         vutils.save_image(image.permute(2, 0, 1).cpu(), path)
-                per_view.append(metrics)
-                per_subject[catalog.subject(frame_key).name].append(metrics)
+                per_protocol[protocol].append(metrics)
+                if protocol == "novel_view":
+                    per_view.append(metrics)
+                    per_subject[catalog.subject(frame_key).name].append(metrics)
                 progress.advance(task)
         result: Dict[str, object] = dict(average_metrics(per_view))
         if get_std:
@@ -107,8 +117,23 @@ class HumanPipeline(VanillaPipeline):
             for key, value in average_metrics(views).items():
                 if "/" not in key:
                     result[f"subject/{name}/{key}"] = value
+        if "novel_pose" in per_protocol:
+            for protocol, views in per_protocol.items():
+                for key, value in average_metrics(views).items():
+                    if "/" not in key:
+                        result[f"{protocol}/{key}"] = value
         notes = getattr(self.model, "metric_notes", None)
         if notes is not None:
             result.update({f"notes/{key}": text for key, text in notes().items()})
+        if "novel_pose" in per_protocol:
+            result["notes/novel_pose"] = (
+                "top-level and subject/ metrics: novel views (each frame from its own source views); novel_pose/: "
+                "frames rendered from the source views of the subject's observation frame, their SMPL pose driving "
+                f"the render ({len(per_protocol['novel_pose'])} views)"
+            )
+        elif skipped_novel_pose:
+            result["notes/novel_pose"] = (
+                f"{skipped_novel_pose} novel-pose views not evaluated: {type(self.model).__name__} is not animatable"
+            )
         self.train()
         return result

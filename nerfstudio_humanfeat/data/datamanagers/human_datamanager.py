@@ -181,9 +181,14 @@ class HumanDataManager(DataManager):
             sources[rng.randrange(num)] = camera
         return sources
 
+    @cached_property
+    def novel_view_eval_indices(self) -> List[int]:
+        """Evaluation items that render a frame from its own source views (what every method can render)."""
+        return [i for i, p in enumerate(self.eval_dataset.protocols) if p == "novel_view"]
+
     def next_eval(self, step: int) -> Tuple[RayBundle, Dict]:
         self.eval_count += 1
-        index = self._eval_rng.randrange(len(self.eval_dataset))
+        index = self._eval_rng.choice(self.novel_view_eval_indices)
         frame_key, camera = self.eval_dataset.views[index]
         c2w = self.catalog.subject(frame_key).rig.camera_to_world[camera]
         sources = self.catalog.nearest_cameras(frame_key, c2w, self.config.train_num_source_views[0], exclude=[camera])
@@ -191,7 +196,7 @@ class HumanDataManager(DataManager):
 
     def next_eval_image(self, step: int) -> Tuple[Cameras, Dict]:
         self.eval_count += 1
-        return self.image_batch(self.eval_dataset, self._eval_rng.randrange(len(self.eval_dataset)))
+        return self.image_batch(self.eval_dataset, self._eval_rng.choice(self.novel_view_eval_indices))
 
     def get_train_rays_per_batch(self) -> int:
         cfg = self.config
@@ -240,6 +245,7 @@ class HumanDataManager(DataManager):
         ray_bundle.metadata.update(
             {
                 "frame_key": torch.full((yx.shape[0], 1), frame_key, dtype=torch.long),
+                "source_frame_key": torch.full((yx.shape[0], 1), dataset.source_frame_keys[index], dtype=torch.long),
                 "target_camera": torch.full((yx.shape[0], 1), camera, dtype=torch.long),
                 "source_cameras": torch.tensor(sources, dtype=torch.long).expand(yx.shape[0], -1),
                 "pixels": coords.flip(-1),
@@ -270,6 +276,8 @@ class HumanDataManager(DataManager):
             "box_mask": self.box_mask(frame_key, camera)[..., None],
             "bbox": self.catalog.frame(frame_key).bbox,
             "frame_key": frame_key,
+            "source_frame_key": dataset.source_frame_keys[index],
+            "protocol": dataset.protocols[index],
             "target_camera": camera,
             "image_idx": index,
         }

@@ -89,6 +89,14 @@ class ZJUMocapDataParserConfig(DataParserConfig):
     e.g. one subject and frame with every camera a source and a target)."""
     eval_max_views: Optional[int] = None
     """At most this many evaluation views, evenly spread over the held-out views; None: all."""
+    novel_pose: bool = False
+    """Evaluation also renders novel poses (AniPixel's protocol): every evaluated frame but the observation frame,
+    seen by the target cameras, is rendered from the source views of the observation frame, its SMPL pose driving
+    the render. ns-eval reports these apart (novel_pose/...) for animatable methods."""
+    novel_pose_observation_frame: int = 0
+    """Index, among each evaluated subject's selected frames, of the frame whose images condition the novel poses."""
+    novel_pose_stride: int = 1
+    """Every this many of the other frames is a novel-pose target."""
     cache_gb: float = 2.0
     """Memory for decoded views shared by all splits."""
 
@@ -222,25 +230,69 @@ def split_views(
         every = wanted == "train" and train_targets == "all"
         cameras = range(len(subject.rig)) if every else subject.target_cameras
         views.extend((key, camera) for camera in cameras)
-    if split != "train" and eval_max_views is not None and len(views) > eval_max_views:
-        picks = np.unique(np.linspace(0, len(views) - 1, max(eval_max_views, 1)).round().astype(int))
-        views = [views[i] for i in picks]
+    if split != "train" and eval_max_views is not None:
+        views = spread(views, eval_max_views)
     return views
 
 
-def cameras_of_views(catalog: HumanCatalog, views: Sequence[View]) -> Cameras:
-    """nerfstudio cameras (OpenGL c2w, output intrinsics, times, frame key and camera index) of views."""
+def spread(items: List, count: int) -> List:
+    """At most `count` items, evenly spread over the list."""
+    if len(items) <= count:
+        return items
+    picks = np.unique(np.linspace(0, len(items) - 1, max(count, 1)).round().astype(int))
+    return [items[i] for i in picks]
+
+
+def novel_pose_views(
+    catalog: HumanCatalog,
+    eval_subjects: Literal["test", "train"] = "test",
+    observation_frame: int = 0,
+    stride: int = 1,
+    max_views: Optional[int] = None,
+) -> Tuple[List[View], List[int]]:
+    """Novel-pose evaluation views and their source frame keys: each evaluated subject's frames other than the
+    observation frame (every `stride`-th), at its target cameras, conditioned on the observation frame's images."""
+    views: List[View] = []
+    sources: List[int] = []
+    for subject_index, subject in enumerate(catalog.subjects):
+        if subject.split != eval_subjects or len(subject.frames) < 2:
+            continue
+        if not 0 <= observation_frame < len(subject.frames):
+            raise HumanDataError(
+                f"{subject.root}: novel-pose observation frame {observation_frame} out of range: "
+                f"{len(subject.frames)} frames are selected"
+            )
+        observed = catalog.frame_key(subject_index, observation_frame)
+        others = [f for f in range(len(subject.frames)) if f != observation_frame][:: max(stride, 1)]
+        for frame in others:
+            key = catalog.frame_key(subject_index, frame)
+            views.extend((key, camera) for camera in subject.target_cameras)
+            sources.extend(observed for _ in subject.target_cameras)
+    if max_views is not None:
+        picked = spread(list(range(len(views))), max_views)
+        views, sources = [views[i] for i in picked], [sources[i] for i in picked]
+    return views, sources
+
+
+def cameras_of_views(
+    catalog: HumanCatalog, views: Sequence[View], source_frame_keys: Optional[Sequence[int]] = None
+) -> Cameras:
+    """nerfstudio cameras (OpenGL c2w, output intrinsics, times, frame key and camera index; the source frame key
+    where given) of views."""
     rigs = [catalog.subject(key).rig for key, _ in views]
     intrinsics = torch.stack([rig.intrinsics[c] for rig, (_, c) in zip(rigs, views)])
     world_to_camera = torch.stack([rig.world_to_camera[c] for rig, (_, c) in zip(rigs, views)])
     keys = torch.tensor([[key] for key, _ in views], dtype=torch.long)
+    metadata = {"frame_key": keys, "camera_index": torch.tensor([[c] for _, c in views], dtype=torch.long)}
+    if source_frame_keys is not None:
+        metadata["source_frame_key"] = torch.tensor([[k] for k in source_frame_keys], dtype=torch.long)
     return cameras_from_opencv(
         intrinsics,
         world_to_camera,
         height=torch.tensor([[rig.height] for rig in rigs], dtype=torch.long),
         width=torch.tensor([[rig.width] for rig in rigs], dtype=torch.long),
         times=torch.tensor([[catalog.time_of(key)] for key, _ in views], dtype=torch.float32),
-        metadata={"frame_key": keys, "camera_index": torch.tensor([[c] for _, c in views], dtype=torch.long)},
+        metadata=metadata,
     )
 
 
@@ -331,19 +383,35 @@ class ZJUMocap(DataParser):
         )
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
-        catalog = self.catalog
-        config = self.config
-        views = split_views(catalog, split, config.train_targets, config.eval_max_views, config.eval_subjects)
-        if not views:
-            wanted = "training" if split == "train" else "held-out"
-            names = [s.name for s in catalog.subjects]
-            raise HumanDataError(f"{self.config.data}: split '{split}' has no view: no {wanted} subject among {names}")
-        boxes = torch.stack([catalog.frame(key).bbox for key in sorted({key for key, _ in views})])
-        return DataparserOutputs(
-            image_filenames=[catalog.frame(key).image_paths[camera] for key, camera in views],
-            cameras=cameras_of_views(catalog, views),
-            scene_box=SceneBox(aabb=torch.stack([boxes[:, 0].min(0).values, boxes[:, 1].max(0).values])),
-            dataparser_scale=1.0,
-            dataparser_transform=torch.eye(4)[:3, :],
-            metadata={"catalog": catalog, "views": views},
+        return human_dataparser_outputs(self.catalog, self.config, split)
+
+
+def human_dataparser_outputs(catalog: HumanCatalog, config: ZJUMocapDataParserConfig, split: str) -> DataparserOutputs:
+    """The views of a split as nerfstudio dataparser outputs, the catalog and the per-view protocol in metadata:
+    'novel_view' (a frame rendered from its own source views) or, with ``novel_pose``, 'novel_pose'."""
+    views = split_views(catalog, split, config.train_targets, config.eval_max_views, config.eval_subjects)
+    if not views:
+        wanted = "training" if split == "train" else "held-out"
+        names = [s.name for s in catalog.subjects]
+        raise HumanDataError(f"{config.data}: split '{split}' has no view: no {wanted} subject among {names}")
+    source_keys = [key for key, _ in views]
+    protocols = ["novel_view"] * len(views)
+    if split != "train" and config.novel_pose:
+        pose_views, pose_sources = novel_pose_views(
+            catalog,
+            config.eval_subjects,
+            config.novel_pose_observation_frame,
+            config.novel_pose_stride,
+            config.eval_max_views,
         )
+        views, source_keys = views + pose_views, source_keys + pose_sources
+        protocols += ["novel_pose"] * len(pose_views)
+    boxes = torch.stack([catalog.frame(key).bbox for key in sorted({key for key, _ in views})])
+    return DataparserOutputs(
+        image_filenames=[catalog.frame(key).image_paths[camera] for key, camera in views],
+        cameras=cameras_of_views(catalog, views, source_keys),
+        scene_box=SceneBox(aabb=torch.stack([boxes[:, 0].min(0).values, boxes[:, 1].max(0).values])),
+        dataparser_scale=1.0,
+        dataparser_transform=torch.eye(4)[:3, :],
+        metadata={"catalog": catalog, "views": views, "source_frame_keys": source_keys, "protocols": protocols},
+    )

@@ -35,6 +35,16 @@ class HumanViewDataset(InputDataset):
         """(frame key, camera index) of each item."""
         return self.metadata["views"]
 
+    @property
+    def source_frame_keys(self) -> List[int]:
+        """Per item, the frame key of its source views (its own frame key but for novel-pose views)."""
+        return self.metadata.get("source_frame_keys") or [key for key, _ in self.views]
+
+    @property
+    def protocols(self) -> List[str]:
+        """Per item, 'novel_view' or 'novel_pose'."""
+        return self.metadata.get("protocols") or ["novel_view"] * len(self.views)
+
     def get_image_float32(self, image_idx: int) -> torch.Tensor:
         frame_key, camera = self.views[image_idx]
         return self.catalog.load_view(frame_key, camera).image
