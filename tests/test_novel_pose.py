@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_real_data_paths import setup_pipeline
 
 from nerfstudio_humanfeat.data.datamanagers.human_datamanager import FixedViewLoader
-from test_real_data_paths import setup_pipeline
 
 
 @pytest.fixture(scope="module")
