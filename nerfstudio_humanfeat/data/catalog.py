@@ -17,6 +17,8 @@ import torch
 from jaxtyping import Bool, Float, UInt8
 from torch import Tensor
 
+from nerfstudio_humanfeat.data.bodies import BodyModels, FrameBody
+
 MaskMode = Literal["mask", "mask_cihp", "union", "none"]
 
 
@@ -131,6 +133,10 @@ class HumanCatalog:
     num_joints: int = 25
     bbox_padding: float = 0.0
     """Metres by which every frame's box was padded around its SMPL vertices."""
+    smpl_model: Optional[Path] = None
+    """The SMPL model file or folder given to the dataparser; None: $HUMANFEAT_SMPL_MODEL, else the data root's
+    body_model/ (generated data)."""
+    data_root: Optional[Path] = None
     frame_keys: List[Tuple[int, int]] = field(init=False)
     _cache: "OrderedDict[Tuple[int, int], ViewData]" = field(init=False, repr=False)
     _cache_used: int = field(init=False, default=0, repr=False)
@@ -139,6 +145,7 @@ class HumanCatalog:
         self.frame_keys = [(s, f) for s, subject in enumerate(self.subjects) for f in range(len(subject.frames))]
         self._key_of = {pair: key for key, pair in enumerate(self.frame_keys)}
         self._cache = OrderedDict()
+        self.bodies = BodyModels(self.smpl_model, self.data_root)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -189,6 +196,16 @@ class HumanCatalog:
             self._cache[cache_key] = view
             self._cache_used += size
         return view
+
+    def body(self, frame_key: int) -> "FrameBody":
+        """The frame's SMPL body (parameters, posed vertices, joints, bone transforms), posed on first use."""
+        frame = self.frame(frame_key)
+        if frame.smpl_params is None:
+            raise HumanDataError(
+                f"{self.subject(frame_key).root}: frame {frame.frame_id} has no SMPL parameters "
+                f"(expected params/{frame.frame_id}.npy or new_params/{frame.frame_id}.npy)"
+            )
+        return self.bodies.body(frame_key, frame.smpl_params, frame.keypoints3d)
 
     def source_images(self, frame_key: int, cameras: Sequence[int]) -> Float[Tensor, "K 3 H W"]:
         """Source view images, channels first, in [0, 1]."""

@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from nerfstudio_humanfeat.camera_utils import opencv_from_cameras
+from nerfstudio_humanfeat.data.bodies import FrameBody
 from nerfstudio_humanfeat.data.catalog import HumanCatalog
 from nerfstudio_humanfeat.keypoints import (
     draw_skeleton,
@@ -229,6 +230,12 @@ class HumanFeatureModel(Model):
         volume = sum(self.heatmap_volume(frame_key, size, camera) for camera in cameras) / len(cameras)
         origin = self.catalog.frame(frame_key).bbox[0]
         return extract_keypoints_3d(volume, origin, size, threshold=self.config.keypoints_3d_threshold)
+
+    # ---------------------------------------------------------------- bodies
+    def frame_body(self, frame_key: int) -> FrameBody:
+        """A frame's SMPL body (parameters, posed vertices, joints, bone transforms) on the model's device. For a
+        target view, ``target.frame_key`` gives the pose to render and ``target.sources_key`` the observed one."""
+        return self.catalog.body(frame_key).to(self.device)
 
     # ---------------------------------------------------------------- finding source views
     def target_of_dataset_view(self, frame_key: int, camera: int) -> TargetView:

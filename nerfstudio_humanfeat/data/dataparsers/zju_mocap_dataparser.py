@@ -99,6 +99,9 @@ class ZJUMocapDataParserConfig(DataParserConfig):
     """Every this many of the other frames is a novel-pose target."""
     cache_gb: float = 2.0
     """Memory for decoded views shared by all splits."""
+    smpl_model: Optional[Path] = None
+    """SMPL model pickle, or a folder holding SMPL_NEUTRAL.pkl, for the methods that pose bodies; None:
+    $HUMANFEAT_SMPL_MODEL, else <data>/body_model/SMPL_NEUTRAL.pkl (what the synthetic generator writes)."""
 
 
 @dataclass
@@ -354,6 +357,8 @@ class ZJUMocap(DataParser):
             ),
             cache_bytes=int(self.config.cache_gb * 1024**3),
             bbox_padding=self.config.bbox_padding,
+            smpl_model=self.config.smpl_model,
+            data_root=self.config.data,
         )
 
     def _read(
