@@ -92,7 +92,8 @@ class BodyModels:
             if frame_key in self._cache:
                 self._cache.move_to_end(frame_key)
                 return self._cache[frame_key]
-            body = FrameBody({k: params[k].float().reshape(-1) for k in SMPL_PARAM_KEYS}, self.pose(params), keypoints3d)
+            flat = {key: params[key].float().reshape(-1) for key in SMPL_PARAM_KEYS}
+            body = FrameBody(flat, self.pose(params), keypoints3d)
             self._cache[frame_key] = body
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)

@@ -1,7 +1,9 @@
-"""Writes a multi-subject synthetic human dataset in the ZJU-MoCap (Neural Body) layout.
+"""Writes a multi-subject synthetic human dataset in the ZJU-MoCap (Neural Body) layout, or in the Human3.6M
+(Animatable NeRF) or RenderPeople (SHERF) layouts.
 
 See docs/data_format.md: per subject `annots.npy`, images, masks, SMPL parameters and vertices,
-keypoints, joints and dense pose; at the root `splits.json` and the generated SMPL body model.
+keypoints, joints and dense pose; at the root `splits.json` and the generated SMPL body model. The other
+layouts' writers live in `synth/layouts/`; every layout renders the same subjects (bodies, motions, cameras).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Iterator, List, Literal, Optional, Tuple
+from typing import Dict, Iterator, List, Literal, Optional, Protocol, Tuple
 
 import cv2
 import numpy as np
@@ -38,6 +40,13 @@ from nerfstudio_humanfeat.synth.raycast import (
 )
 
 PresetName = Literal["tiny", "demo", "bench"]
+LayoutName = Literal["zju", "h36m", "renderpeople"]
+LAYOUTS: Tuple[str, ...] = ("zju", "h36m", "renderpeople")
+LAYOUT_CAMERAS: Dict[str, int] = {"h36m": 4, "renderpeople": 36}
+"""Cameras per subject of a layout when not given (Human3.6M: 4, RenderPeople: 36 views); ZJU: the preset's."""
+RENDERPEOPLE_BENCH_RESOLUTION = 512
+"""RenderPeople's images are 512 x 512: the bench preset writes that size, the smaller presets their own."""
+H36M_SUBJECT_NAMES: Tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 BODY_MODEL_PATH = Path("body_model") / "SMPL_NEUTRAL.pkl"
 JPEG_QUALITY = 95
 
@@ -67,6 +76,8 @@ class SynthSpec:
     """Seconds of motion between consecutive frames."""
     background: BackgroundName = "black"
     """Behind the body: black, or dome (a tiled floor and a textured dome around the subject)."""
+    layout: LayoutName = "zju"
+    """On-disk layout: zju (Neural Body), h36m (Animatable NeRF's Human3.6M), renderpeople (SHERF)."""
 
     def __post_init__(self) -> None:
         if self.num_subjects < 1 or self.num_frames < 1 or self.num_cameras < 1 or self.resolution < 16:
@@ -77,6 +88,8 @@ class SynthSpec:
             raise ValueError(f"supersample must be a positive odd number, got {self.supersample}")
         if self.background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {BACKGROUNDS}, got {self.background!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
 
     @property
     def num_views(self) -> int:
@@ -102,9 +115,17 @@ def make_spec(
     resolution: Optional[int] = None,
     supersample: int = 3,
     background: Optional[BackgroundName] = None,
+    layout: LayoutName = "zju",
 ) -> SynthSpec:
-    """A preset with overrides; without an explicit test count, a third of the subjects (at least one) is held out."""
+    """A preset with overrides; without an explicit test count, a third of the subjects (at least one) is held out.
+
+    The layout sets the default camera count (h36m: 4, renderpeople: 36) and, for renderpeople's bench preset,
+    the resolution (512 px, the real data's)."""
     base = PRESETS[preset]
+    if num_cameras is None:
+        num_cameras = LAYOUT_CAMERAS.get(layout)
+    if resolution is None and layout == "renderpeople" and preset == "bench":
+        resolution = RENDERPEOPLE_BENCH_RESOLUTION
     subjects = num_subjects or base.num_subjects
     if num_test_subjects is None:
         num_test_subjects = base.num_test_subjects if num_subjects is None else max(1, subjects // 3)
@@ -119,6 +140,7 @@ def make_spec(
         resolution=resolution or base.resolution,
         supersample=supersample,
         background=background or base.background,
+        layout=layout,
     )
 
 
@@ -234,8 +256,17 @@ def plan_subject(spec: SynthSpec, index: int) -> SubjectPlan:
     cameras = camera_ring(rng, spec.num_cameras, spec.resolution)
     azimuth, elevation = rng.uniform(-np.pi, np.pi), rng.uniform(0.6, 1.1)
     light = np.array([np.cos(azimuth) * np.cos(elevation), np.sin(azimuth) * np.cos(elevation), np.sin(elevation)])
+    if spec.layout == "renderpeople":  # RenderPeople's cameras.json has no distortion (K, R, T only)
+        cameras.distortion[:] = 0.0
     split = "test" if index >= spec.num_subjects - spec.num_test_subjects else "train"
-    return SubjectPlan(f"synth_{index:03d}", split, betas, motion_name, params, outfit, cameras, light)
+    return SubjectPlan(subject_name(spec.layout, index), split, betas, motion_name, params, outfit, cameras, light)
+
+
+def subject_name(layout: LayoutName, index: int) -> str:
+    """Folder name of subject `index`: synth_000, ... (zju, renderpeople) or S1, S5, S6, S7, S8, S9, S11, S12, ..."""
+    if layout == "h36m":
+        return H36M_SUBJECT_NAMES[index] if index < len(H36M_SUBJECT_NAMES) else f"S{index + 5}"
+    return f"synth_{index:03d}"
 
 
 @dataclass
@@ -442,12 +473,12 @@ class SubjectWriter:
             "Th": state.th[frame][None].astype(np.float32),
             "shapes": state.shapes[frame][None].astype(np.float32),
         }
-        _save_npy(self.root / "params" / f"{frame}.npy", params)
-        _save_npy(self.root / "vertices" / f"{frame}.npy", state.vertices[frame].astype(np.float32))
-        _save_npy(self.root / "joints3d" / f"{frame}.npy", state.joints[frame].astype(np.float32))
+        save_npy(self.root / "params" / f"{frame}.npy", params)
+        save_npy(self.root / "vertices" / f"{frame}.npy", state.vertices[frame].astype(np.float32))
+        save_npy(self.root / "joints3d" / f"{frame}.npy", state.joints[frame].astype(np.float32))
         kp = np.concatenate([keypoints3d, np.ones((25, 1))], axis=1)
         entry = [{"id": 0, "keypoints3d": [[round(float(v), 6) for v in row] for row in kp]}]
-        _write_json(self.root / "keypoints3d" / f"{frame:06d}.json", entry)
+        write_json(self.root / "keypoints3d" / f"{frame:06d}.json", entry)
 
     def view_files(
         self, frame: int, camera: int, view: ViewRender, keypoints2d: Float[np.ndarray, "25 3"], renderer: Renderer
@@ -455,14 +486,14 @@ class SubjectWriter:
         """Image, masks, OpenPose JSON and dense pose of one view; returns the image path relative to the sequence."""
         name = self.cameras.names[camera]
         rel = f"{name}/{frame:06d}"
-        _mkdir(self.root / f"{rel}.jpg")
+        make_parent(self.root / f"{rel}.jpg")
         cv2.imwrite(str(self.root / f"{rel}.jpg"), view.image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         mask = view.mask.astype(np.uint8)
-        _write_png(self.root / "mask" / f"{rel}.png", mask * 255)
+        write_png(self.root / "mask" / f"{rel}.png", mask * 255)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-        _write_png(self.root / "mask_cihp" / f"{rel}.png", cv2.erode(mask, kernel))
-        _write_json(self.root / "keypoints2d" / f"{rel}.json", openpose_json(keypoints2d))
-        _mkdir(self.root / "densepose" / f"{rel}.npz")
+        write_png(self.root / "mask_cihp" / f"{rel}.png", cv2.erode(mask, kernel))
+        write_json(self.root / "keypoints2d" / f"{rel}.json", openpose_json(keypoints2d))
+        make_parent(self.root / "densepose" / f"{rel}.npz")
         np.savez_compressed(
             self.root / "densepose" / f"{rel}.npz",
             embedding=view.embedding.astype(np.float16),
@@ -484,25 +515,81 @@ class SubjectWriter:
             },
             "ims": self.ims,
         }
-        _save_npy(self.root / "annots.npy", annots)
+        save_npy(self.root / "annots.npy", annots)
+
+    def end_frame(self, frame: int, paths: List[str], keypoints2d: Float[np.ndarray, "C 25 3"]) -> None:
+        """Lists the frame's images and 2D keypoints in annots['ims']."""
+        self.ims.append({"ims": paths, "kpts2d": keypoints2d})
+
+    def close(self) -> None:
+        self.annots()
 
 
-def _mkdir(path: Path) -> None:
+class SubjectSink(Protocol):
+    """Receives one subject's frames and views as they are rendered, in the layout it writes."""
+
+    def frame_files(self, frame: int, state: SubjectMotion, keypoints3d: Float[np.ndarray, "25 3"]) -> None: ...
+
+    def view_files(
+        self, frame: int, camera: int, view: ViewRender, keypoints2d: Float[np.ndarray, "25 3"], renderer: Renderer
+    ) -> str: ...
+
+    def end_frame(self, frame: int, paths: List[str], keypoints2d: Float[np.ndarray, "C 25 3"]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class DatasetWriter(Protocol):
+    """Writes a dataset in one layout: one sink per subject, then the root's files."""
+
+    def subject(self, plan: SubjectPlan, state: SubjectMotion) -> SubjectSink: ...
+
+    def finish(self, plans: List[SubjectPlan]) -> None: ...
+
+
+@dataclass
+class ZJUWriter:
+    """The ZJU-MoCap layout: one folder per subject, splits.json at the root."""
+
+    root: Path
+    spec: SynthSpec
+
+    def subject(self, plan: SubjectPlan, state: SubjectMotion) -> SubjectSink:
+        return SubjectWriter(self.root / plan.name, plan.cameras)
+
+    def finish(self, plans: List[SubjectPlan]) -> None:
+        write_splits(self.root, plans, self.spec)
+
+
+def dataset_writer(spec: SynthSpec, root: Path, body: BodyModel, smpl: smplx.SMPL) -> DatasetWriter:
+    """The writer of the spec's layout."""
+    if spec.layout == "h36m":
+        from nerfstudio_humanfeat.synth.layouts.h36m import H36MWriter
+
+        return H36MWriter(root, spec, body, smpl)
+    if spec.layout == "renderpeople":
+        from nerfstudio_humanfeat.synth.layouts.renderpeople import RenderPeopleWriter
+
+        return RenderPeopleWriter(root, spec, body, smpl)
+    return ZJUWriter(root, spec)
+
+
+def make_parent(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def _save_npy(path: Path, value) -> None:
-    _mkdir(path)
+def save_npy(path: Path, value) -> None:
+    make_parent(path)
     np.save(path, value, allow_pickle=True)
 
 
-def _write_json(path: Path, value) -> None:
-    _mkdir(path)
+def write_json(path: Path, value) -> None:
+    make_parent(path)
     path.write_text(json.dumps(value))
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
-    _mkdir(path)
+def write_png(path: Path, image: np.ndarray) -> None:
+    make_parent(path)
     cv2.imwrite(str(path), image)
 
 
@@ -530,9 +617,10 @@ def _prepare_output(root: Path, overwrite: bool) -> None:
         if not overwrite:
             raise FileExistsError(f"{root} is not empty; pass --overwrite to replace a previous synthetic dataset")
         for entry in root.iterdir():
-            ours = entry.name in ("splits.json", "body_model") or (
-                entry.name.startswith("synth_") and (entry / "annots.npy").exists()
+            ours = entry.name in ("splits.json", "body_model", "human_list.txt") or (
+                entry.name.startswith("synth_") and ((entry / "annots.npy").exists() or (entry / "cameras.json").exists())
             )
+            ours |= entry.name[:1] == "S" and entry.name[1:].isdigit() and (entry / "Posing" / "annots.npy").exists()
             if ours:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     root.mkdir(parents=True, exist_ok=True)
@@ -577,15 +665,16 @@ def _generate(spec: SynthSpec, root: Path, overwrite: bool, progress: bool) -> S
     body25 = body.body25_vertex_ids()
     body25_surface = body.body25_surface_ids()
     plans = [plan_subject(spec, i) for i in range(spec.num_subjects)]
+    writer = dataset_writer(spec, root, body, smpl)
     with _progress(progress) as bar:
         task = bar.add_task("rendering", total=spec.num_views)
         for plan in plans:
             state = animate(plan, spec, smpl, surface)
             renderer = Renderer(body, plan, spec.supersample, spec.background)
-            writer = SubjectWriter(root / plan.name, plan.cameras)
+            sink = writer.subject(plan, state)
             for frame in range(spec.num_frames):
                 keypoints3d = state.vertices[frame, body25]
-                writer.frame_files(frame, state, keypoints3d)
+                sink.frame_files(frame, state, keypoints3d)
                 verts = torch.from_numpy(state.vertices[frame]).float()
                 normals = vertex_normals(verts, faces)
                 keypoint_normals = np.where(
@@ -596,22 +685,30 @@ def _generate(spec: SynthSpec, root: Path, overwrite: bool, progress: bool) -> S
                     view = renderer.render(verts, normals, camera)
                     uv, conf = keypoint_confidence(keypoints3d, keypoint_normals, renderer, view, camera)
                     keypoints2d = np.concatenate([uv, conf[:, None]], axis=1)
-                    paths.append(writer.view_files(frame, camera, view, keypoints2d, renderer))
+                    paths.append(sink.view_files(frame, camera, view, keypoints2d, renderer))
                     kpts.append(keypoints2d)
                     bar.advance(task)
-                writer.ims.append({"ims": paths, "kpts2d": np.stack(kpts)})
-            writer.annots()
-    _write_splits(root, plans, spec)
+                sink.end_frame(frame, paths, np.stack(kpts))
+            sink.close()
+    writer.finish(plans)
     subjects = [(p.name, p.split, p.motion) for p in plans]
     return SynthSummary(root, spec, subjects, time.perf_counter() - start, body.num_vertices, len(body.faces))
 
 
-def _write_splits(root: Path, plans: List[SubjectPlan], spec: SynthSpec) -> None:
+def write_splits(
+    root: Path,
+    plans: List[SubjectPlan],
+    spec: SynthSpec,
+    source_cameras: Optional[List[int]] = None,
+    target_cameras: Optional[List[int]] = None,
+) -> None:
+    """splits.json: the plans' train and test subjects, source and target cameras (default: even and odd), every
+    frame."""
     splits = {
         "train_subjects": [p.name for p in plans if p.split == "train"],
         "test_subjects": [p.name for p in plans if p.split == "test"],
-        "source_cameras": list(range(0, spec.num_cameras, 2)),
-        "target_cameras": list(range(1, spec.num_cameras, 2)),
+        "source_cameras": source_cameras if source_cameras is not None else list(range(0, spec.num_cameras, 2)),
+        "target_cameras": target_cameras if target_cameras is not None else list(range(1, spec.num_cameras, 2)),
         "frames": {"start": 0, "end": None, "stride": 1},
     }
     (root / "splits.json").write_text(json.dumps(splits, indent=2) + "\n")
