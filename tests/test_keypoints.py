@@ -157,3 +157,26 @@ def test_embedding_to_color_clamps_and_pads():
     embedding = torch.tensor([[[-0.5, 0.25, 2.0, 9.0]]])
     assert embedding_to_color(embedding).tolist() == [[[0.0, 0.25, 1.0]]]
     assert embedding_to_color(torch.tensor([[0.4]])).tolist() == [[pytest.approx(0.4), 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("shape", [(40, 50), (20, 24, 18)])
+@pytest.mark.parametrize("refine", ["quadratic", "none"])
+def test_batched_extraction_on_the_device_matches_the_per_channel_peak_finder(shape, refine):
+    from nerfstudio_humanfeat.keypoints import _extract_on_device, find_peak
+
+    generator = torch.Generator().manual_seed(1)
+    grids = torch.meshgrid(*[torch.arange(n).double() for n in shape], indexing="ij")
+    fields = 0.05 * torch.rand(6, *shape, generator=generator, dtype=torch.float64)
+    for j in range(6):
+        centre = [float(torch.rand(1, generator=generator)) * (n - 1) for n in shape]
+        peak = 0.0 if j == 3 else 0.9  # channel 3: noise below the threshold, a missing joint
+        fields[j] += peak * torch.exp(-sum((g - c) ** 2 for g, c in zip(grids, centre)) / 8.0)
+    positions, confidence = _extract_on_device(fields.float(), 0.1, 1.0, refine)
+    for j, field in enumerate(fields.float().numpy()):
+        expected = find_peak(field, 0.1, 1.0, refine)
+        if expected is None:
+            assert confidence[j] == 0 and torch.isnan(positions[j]).all()
+        else:
+            assert np.allclose(positions[j].numpy(), expected[0], atol=1e-4)
+            assert confidence[j].item() == pytest.approx(expected[1], abs=1e-5)
+    assert confidence[3] == 0 and (confidence[[0, 1, 2, 4, 5]] > 0.5).all()
