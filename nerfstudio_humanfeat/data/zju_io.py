@@ -767,6 +767,20 @@ def mask_background(
     return image * mask[..., None].astype(image.dtype)
 
 
+def load_densepose(
+    subject: SubjectRecord, frame: FrameRecord, camera: int
+) -> Tuple[Optional[Float[Tensor, "H W D"]], Optional[Bool[Tensor, "H W"]]]:
+    """Dense-pose targets of one view at output resolution and where they are defined; (None, None) without."""
+    path = frame.densepose_paths[camera]
+    if path is None or not path.is_file():
+        return None, None
+    rig = subject.rig
+    embedding, mask = read_densepose(path)
+    check_size(path, mask.shape, rig)
+    densepose = torch.from_numpy(to_output(embedding, rig, camera, nearest=True))
+    return densepose, torch.from_numpy(to_output(mask.astype(np.uint8), rig, camera, nearest=True) > 0)
+
+
 def load_view(
     subject: SubjectRecord, frame: FrameRecord, camera: int, background: BackgroundOptions = BackgroundOptions()
 ) -> ViewData:
@@ -787,13 +801,7 @@ def load_view(
         mask = to_output(resolve_mask(masks, original_hw).astype(np.uint8), rig, camera, nearest=True) > 0
     else:
         mask = resolve_mask([], (rig.height, rig.width))
-    densepose = densepose_mask = None
-    densepose_path = frame.densepose_paths[camera]
-    if densepose_path is not None and densepose_path.is_file():
-        embedding, dp_mask = read_densepose(densepose_path)
-        check_size(densepose_path, dp_mask.shape, rig)
-        densepose = torch.from_numpy(to_output(embedding, rig, camera, nearest=True))
-        densepose_mask = torch.from_numpy(to_output(dp_mask.astype(np.uint8), rig, camera, nearest=True) > 0)
+    densepose, densepose_mask = load_densepose(subject, frame, camera)
     if background.background == "black" and masks:
         image = mask_background(image, mask, background.mask_dilation)
     return ViewData(

@@ -22,7 +22,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nerfstudio_humanfeat.camera_utils import cameras_from_opencv
-from nerfstudio_humanfeat.data.catalog import HumanCatalog, HumanDataError, MaskMode, SubjectRecord
+from nerfstudio_humanfeat.data.catalog import HumanCatalog, HumanDataError, MaskMode, SubjectRecord, ViewLoader
+from nerfstudio_humanfeat.data.view_cache import DiskViewCache
 from nerfstudio_humanfeat.data.zju_io import (
     Annots,
     BackgroundOptions,
@@ -44,6 +45,25 @@ GHNERF_TRAIN: Tuple[str, ...] = (
 GHNERF_TEST: Tuple[str, ...] = ("CoreView_313", "CoreView_386")
 GHNERF_FRAME_END = 600
 SPLITS_FILE = "splits.json"
+
+
+@dataclass(frozen=True)
+class PaperSplit:
+    """A paper's split, used without splits.json on the subjects it names that are present."""
+
+    label: str
+    train: Tuple[str, ...]
+    test: Tuple[str, ...]
+    frame_end: Optional[int] = None
+    frame_stride: int = 1
+    source_cameras: Optional[Tuple[int, ...]] = None
+    """None: the even cameras."""
+    target_cameras: Optional[Tuple[int, ...]] = None
+    """None: the odd cameras, or every camera that is not a source with `targets_are_rest`."""
+    targets_are_rest: bool = False
+
+
+GHNERF_SPLIT = PaperSplit("GHNeRF defaults", GHNERF_TRAIN, GHNERF_TEST, frame_end=GHNERF_FRAME_END)
 
 View = Tuple[int, int]
 """(frame key, camera index) of one view."""
@@ -99,6 +119,10 @@ class ZJUMocapDataParserConfig(DataParserConfig):
     """Every this many of the other frames is a novel-pose target."""
     cache_gb: float = 2.0
     """Memory for decoded views shared by all splits."""
+    view_copies: Optional[Path] = None
+    """Folder for pre-undistorted copies of the views at the output scale (lossless PNG, background masked, mask as
+    alpha), written on a view's first load and read afterwards: long runs then skip JPEG decoding, undistortion,
+    resizing and the mask union. None: decode the originals whenever a view leaves the memory cache."""
     smpl_model: Optional[Path] = None
     """SMPL model pickle, or a folder holding SMPL_NEUTRAL.pkl, for the methods that pose bodies; None:
     $HUMANFEAT_SMPL_MODEL, else <data>/body_model/SMPL_NEUTRAL.pkl (what the synthetic generator writes)."""
@@ -119,11 +143,18 @@ class SplitPlan:
     frame_stride: int
     origin: str
     """Where the subjects came from: 'config', 'splits.json', 'GHNeRF defaults', 'none' (no split), or a mix."""
+    targets_are_rest: bool = False
+    """Without target cameras: every camera that is not a source (RenderPeople), instead of the odd ones."""
 
     def cameras_of(self, num_cameras: int) -> Tuple[List[int], List[int]]:
         """(source, target) camera indices of a subject with `num_cameras` cameras."""
         source = self.source_cameras if self.source_cameras is not None else list(range(0, num_cameras, 2))
-        target = self.target_cameras if self.target_cameras is not None else list(range(1, num_cameras, 2))
+        if self.target_cameras is not None:
+            target = self.target_cameras
+        elif self.targets_are_rest:
+            target = [c for c in range(num_cameras) if c not in set(source)]
+        else:
+            target = list(range(1, num_cameras, 2))
         return list(source), list(target)
 
 
@@ -155,12 +186,15 @@ def read_splits_json(path: Path) -> Dict:
     return data
 
 
-def resolve_split(config: ZJUMocapDataParserConfig, sequences: Dict[str, Path]) -> SplitPlan:
-    """Subjects, cameras and frame range: the config's values, else splits.json's, else GHNeRF's on ZJU names."""
+def resolve_split(
+    config: ZJUMocapDataParserConfig, sequences: Dict[str, Path], paper: PaperSplit = GHNERF_SPLIT
+) -> SplitPlan:
+    """Subjects, cameras and frame range: the config's values, else splits.json's, else the paper's (GHNeRF's on
+    ZJU names)."""
     splits_path = config.data / SPLITS_FILE
     splits = read_splits_json(splits_path) if splits_path.is_file() else {}
     frames = splits.get("frames") or {}
-    train, test, origin = _subjects(config, splits, sequences)
+    train, test, origin = _subjects(config, splits, sequences, paper)
     for name in train + test:
         if name not in sequences and (config.data / name).is_dir():
             load_annots(config.data / name / "annots.npy")  # raises, naming the missing or broken file
@@ -174,10 +208,16 @@ def resolve_split(config: ZJUMocapDataParserConfig, sequences: Dict[str, Path]) 
         raise HumanDataError(f"{config.data}: subjects {both} are both training and test subjects")
     source = config.source_cameras if config.source_cameras is not None else splits.get("source_cameras")
     target = config.target_cameras if config.target_cameras is not None else splits.get("target_cameras")
+    if not splits:
+        source = source if source is not None else paper.source_cameras
+        target = target if target is not None else paper.target_cameras
     if config.frame_end != "auto":
         frame_end = config.frame_end
     else:
-        frame_end = frames["end"] if "end" in frames else (None if splits else GHNERF_FRAME_END)
+        frame_end = frames["end"] if "end" in frames else (None if splits else paper.frame_end)
+    stride = config.frame_stride if config.frame_stride is not None else frames.get("stride")
+    if stride is None:
+        stride = 1 if splits else paper.frame_stride
     return SplitPlan(
         train=train,
         test=test,
@@ -185,15 +225,16 @@ def resolve_split(config: ZJUMocapDataParserConfig, sequences: Dict[str, Path]) 
         target_cameras=None if target is None else [int(c) for c in target],
         frame_start=int(config.frame_start if config.frame_start is not None else frames.get("start") or 0),
         frame_end=None if frame_end is None else int(frame_end),
-        frame_stride=int(config.frame_stride if config.frame_stride is not None else frames.get("stride") or 1),
+        frame_stride=int(stride),
         origin=origin,
+        targets_are_rest=paper.targets_are_rest and not splits,
     )
 
 
 def _subjects(
-    config: ZJUMocapDataParserConfig, splits: Dict, sequences: Dict[str, Path]
+    config: ZJUMocapDataParserConfig, splits: Dict, sequences: Dict[str, Path], paper: PaperSplit = GHNERF_SPLIT
 ) -> Tuple[List[str], List[str], str]:
-    """Training and test subjects; a list not set in the config comes from splits.json, else GHNeRF's split."""
+    """Training and test subjects; a list not set in the config comes from splits.json, else the paper's split."""
     train, test = config.subjects_train, config.subjects_test
     if train is not None and test is not None:
         return list(train), list(test), "config"
@@ -201,12 +242,12 @@ def _subjects(
         default_train, default_test = splits.get("train_subjects") or [], splits.get("test_subjects") or []
         origin = SPLITS_FILE
     else:
-        default_train = [n for n in GHNERF_TRAIN if n in sequences]
-        default_test = [n for n in GHNERF_TEST if n in sequences]
-        origin = "GHNeRF defaults" if default_train or default_test else "none"
-        missing = [n for n in GHNERF_TRAIN + GHNERF_TEST if n not in sequences]
+        default_train = [n for n in paper.train if n in sequences]
+        default_test = [n for n in paper.test if n in sequences]
+        origin = paper.label if default_train or default_test else "none"
+        missing = [n for n in paper.train + paper.test if n not in sequences]
         if origin != "none" and missing:
-            warning = f"Warning: {config.data}: GHNeRF split without {', '.join(missing)} (not found)"
+            warning = f"Warning: {config.data}: {paper.label} split without {', '.join(missing)} (not found)"
             CONSOLE.print(warning, style="yellow", markup=False, soft_wrap=True)
     if train is not None:  # the default for the other list leaves out the subjects named here
         return list(train), [n for n in default_test if n not in train], f"config and {origin}"
@@ -305,6 +346,10 @@ class ZJUMocap(DataParser):
 
     config: ZJUMocapDataParserConfig
     includes_time: bool = True
+    name = "zju-mocap"
+    """The registered name, in messages."""
+    paper: PaperSplit = GHNERF_SPLIT
+    """The split used without splits.json or subjects in the config."""
 
     def __init__(self, config: ZJUMocapDataParserConfig):
         super().__init__(config=config)
@@ -319,24 +364,34 @@ class ZJUMocap(DataParser):
             self._catalog = self._build_catalog()
         return self._catalog
 
+    def find_sequences(self) -> Dict[str, Path]:
+        """Subject name -> sequence folder (holding annots.npy)."""
+        return find_sequences(self.config.data)
+
+    def select_frames(self, name: str, annots: Annots) -> List[int]:
+        """Positions in annots['ims'] of a subject's selected frames."""
+        assert self.plan is not None
+        return select_frames(annots.num_frames, self.plan.frame_start, self.plan.frame_end, self.plan.frame_stride)
+
+    def finish_subject(self, subject: SubjectRecord) -> SubjectRecord:
+        """A hook for layouts that add to a subject read from annots.npy."""
+        return subject
+
     def _build_catalog(self) -> HumanCatalog:
-        sequences = find_sequences(self.config.data)
-        plan = self.plan = resolve_split(self.config, sequences)
+        sequences = self.find_sequences()
+        plan = self.plan = resolve_split(self.config, sequences, self.paper)
         if not sequences:
             entries = ", ".join(sorted(p.name for p in self.config.data.iterdir())[:20]) or "nothing"
             raise HumanDataError(f"{self.config.data}: no sequence (no folder holding an annots.npy); found: {entries}")
         if not plan.train and not plan.test:
             raise HumanDataError(
-                f"{self.config.data}: no {SPLITS_FILE} and none of the ZJU-MoCap sequences of GHNeRF's split "
-                f"({', '.join(GHNERF_TRAIN + GHNERF_TEST)}); sequences found: {', '.join(sequences)}. "
+                f"{self.config.data}: no {SPLITS_FILE} and none of the sequences of the {self.paper.label} split "
+                f"({', '.join(self.paper.train + self.paper.test)}); sequences found: {', '.join(sequences)}. "
                 "Write a splits.json or pass --subjects-train/--subjects-test."
             )
         jobs = [(name, "train") for name in plan.train] + [(name, "test") for name in plan.test]
         annots = {name: load_annots(sequences[name] / "annots.npy") for name, _ in jobs}
-        frames = {
-            name: select_frames(a.num_frames, plan.frame_start, plan.frame_end, plan.frame_stride)
-            for name, a in annots.items()
-        }
+        frames = {name: self.select_frames(name, a) for name, a in annots.items()}
         options = ReadOptions(self.config.mask_mode, self.config.image_scale, self.config.bbox_padding)
         subjects: List[SubjectRecord] = []
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -344,17 +399,15 @@ class ZJUMocap(DataParser):
             task = progress.add_task("Reading sequences", total=sum(len(f) for f in frames.values()))
             for name, split in jobs:
                 progress.update(task, description=f"Reading {name} ({split})")
-                subjects.append(self._read(annots[name], name, split, frames[name], options, progress, task))
+                subject = self._read(annots[name], name, split, frames[name], options, progress, task)
+                subjects.append(self.finish_subject(subject))
         CONSOLE.print(
-            f"[bold]zju-mocap[/bold]: {len(subjects)} subjects ({plan.origin}), "
+            f"[bold]{self.name}[/bold]: {len(subjects)} subjects ({plan.origin}), "
             f"{sum(len(s.frames) for s in subjects)} frames"
         )
         return HumanCatalog(
             subjects,
-            view_loader=partial(
-                load_view,
-                background=BackgroundOptions(self.config.background, self.config.background_mask_dilation),
-            ),
+            view_loader=view_reader(self.config),
             cache_bytes=int(self.config.cache_gb * 1024**3),
             bbox_padding=self.config.bbox_padding,
             smpl_model=self.config.smpl_model,
@@ -389,6 +442,15 @@ class ZJUMocap(DataParser):
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         return human_dataparser_outputs(self.catalog, self.config, split)
+
+
+def view_reader(config: ZJUMocapDataParserConfig) -> ViewLoader:
+    """Decodes one view as the config says (background, dilation), through ``view_copies`` when set."""
+    reader = partial(load_view, background=BackgroundOptions(config.background, config.background_mask_dilation))
+    if config.view_copies is None:
+        return reader
+    settings = f"{config.background}-d{config.background_mask_dilation}-{config.mask_mode}"
+    return DiskViewCache(Path(config.view_copies), reader, settings)
 
 
 def human_dataparser_outputs(catalog: HumanCatalog, config: ZJUMocapDataParserConfig, split: str) -> DataparserOutputs:
