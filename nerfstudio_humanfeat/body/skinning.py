@@ -27,6 +27,9 @@ OUTSIDE_DISTANCE = 1.0e3
 BACKGROUND_THRESHOLD = 0.1
 """Default nearest-surface distance beyond which a point is background, metres."""
 
+KD_MARGIN = 0.05
+"""The KD-tree path looks for surface vertices up to background threshold + this margin (metres)."""
+
 ArrayLike = Union[np.ndarray, Tensor]
 
 
@@ -104,25 +107,34 @@ def nearest_surface(
     faces: Optional[Int[np.ndarray, "F 3"]] = None,
     candidates: int = 8,
     workers: int = 1,
+    max_distance: float = math.inf,
     chunk: int = 65536,
 ) -> Tuple[Float[np.ndarray, "N 24"], Float[np.ndarray, " N"]]:
     """Blend weights and distance of each point's nearest surface point.
 
     Without faces: the nearest vertex. With faces: the closest point on the `candidates` triangles with the nearest
     centroids (or the nearest used vertex if closer), weights interpolated barycentrically; vertices no face uses
-    are ignored.
+    are ignored. Points whose nearest vertex is farther than `max_distance` get zero weights and OUTSIDE_DISTANCE
+    (a bounded KD-tree query is 2x faster on ray samples, most of which are far from the body).
     """
+    if faces is not None:
+        used = np.unique(faces)
+        vertices_used, weights_used = vertices[used], weights[used]
+    else:
+        vertices_used, weights_used = vertices, weights
+    dist, idx = cKDTree(vertices_used).query(points, k=1, workers=workers, distance_upper_bound=max_distance)
+    hit = idx < len(vertices_used)
+    out_w = np.zeros((len(points), weights.shape[1]), dtype=weights.dtype)
+    out_w[hit] = weights_used[idx[hit]]
+    out_d = np.where(hit, dist, OUTSIDE_DISTANCE).astype(points.dtype)
     if faces is None:
-        dist, idx = cKDTree(vertices).query(points, k=1, workers=workers)
-        return weights[idx], dist
-    used = np.unique(faces)
-    vertex_w, vertex_d = nearest_surface(points, vertices[used], weights[used], workers=workers)
+        return out_w, out_d
     tri = vertices[faces]
     tree = cKDTree(tri.mean(axis=1))
-    out_w = np.empty((len(points), weights.shape[1]), dtype=weights.dtype)
-    out_d = np.empty(len(points), dtype=points.dtype)
-    for start in range(0, len(points), chunk):
-        p = points[start : start + chunk]
+    hit_ids = np.flatnonzero(hit)
+    for start in range(0, len(hit_ids), chunk):
+        rows_of = hit_ids[start : start + chunk]
+        p = points[rows_of]
         _, cand = tree.query(p, k=candidates, workers=workers)
         cand = cand.reshape(-1)
         pp = np.repeat(p, candidates, axis=0)
@@ -131,11 +143,11 @@ def nearest_surface(
         d = np.linalg.norm(pp - closest, axis=1).reshape(len(p), candidates)
         best = d.argmin(axis=1)
         rows = np.arange(len(p)) * candidates + best
-        fw = weights[faces[cand[rows]]]
-        out_w[start : start + chunk] = np.einsum("mk,mkj->mj", bary[rows], fw)
-        out_d[start : start + chunk] = d[np.arange(len(p)), best]
-    vertex_closer = vertex_d < out_d  # a triangle at the nearest vertex was not among the candidates
-    out_w[vertex_closer], out_d[vertex_closer] = vertex_w[vertex_closer], vertex_d[vertex_closer]
+        face_d = d[np.arange(len(p)), best]
+        closer = face_d < out_d[rows_of]  # else a triangle at the nearest vertex was not among the candidates
+        face_w = np.einsum("mk,mkj->mj", bary[rows], weights[faces[cand[rows]]])
+        out_w[rows_of[closer]] = face_w[closer]
+        out_d[rows_of[closer]] = face_d[closer]
     return out_w, out_d
 
 
@@ -155,7 +167,9 @@ def blend_weight_grid(
     axes = grid_axes(lower, upper, voxel_size)
     pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
     tris = None if faces is None else _np(faces).astype(np.int64)
-    w, d = nearest_surface(pts.reshape(-1, 3), verts, _np(weights).astype(np.float64), tris)
+    w, d = nearest_surface(
+        pts.reshape(-1, 3), verts, _np(weights).astype(np.float64), tris, workers=torch.get_num_threads()
+    )
     array = np.concatenate([w, d[:, None]], axis=1).reshape(*pts.shape[:3], NUM_WEIGHTS + 1)
     return WeightGrid(torch.from_numpy(array).float(), torch.from_numpy(np.stack([lower, upper])).float())
 
@@ -253,6 +267,7 @@ def backward_skin(
             w, d = nearest_surface(
                 _np(points).astype(np.float32), _np(verts), _np(weights).astype(np.float32),
                 None if source.faces is None else _np(source.faces), workers=torch.get_num_threads(),
+                max_distance=background_threshold + KD_MARGIN,
             )  # fmt: skip
             w24, distance = torch.from_numpy(w).to(points), torch.from_numpy(d).to(points)
         w25 = with_background(w24, distance, background_threshold)
@@ -269,3 +284,25 @@ def forward_skin(points: Float[Tensor, "N 3"], weights: Float[Tensor, "N W"], po
     bones = _bones(pose).to(points)[: weights.shape[-1]]
     blended = (weights @ bones.reshape(len(bones), 16)).reshape(-1, 4, 4)
     return (blended[:, :3, :3] @ points[..., None])[..., 0] + blended[:, :3, 3]
+
+
+DEFAULT_BACKWARD_METHOD = "kdtree"
+"""Measured on the CPU (benchmarks/bench_skinning.py, 100k ray samples in the body box, 1 thread): a bounded KD-tree
+query costs ~170 ms, a precomputed grid's query ~120 ms, but building a frame's grid takes ~3 s. With a new frame
+per batch (64-128 samples x ~1k rays) the KD-tree path is faster end to end; pass a cached or stored
+(`lbs/bweights`) WeightGrid to `backward_skin` when frames repeat many times."""
+
+
+def frame_weight_source(
+    pose: BodyPose,
+    lbs_weights: Float[Tensor, "V 24"],
+    faces: Int[Tensor, "F 3"],
+    method: str = DEFAULT_BACKWARD_METHOD,
+    voxel_size: float = 0.025,
+) -> Union[WeightGrid, SurfaceWeights]:
+    """What `backward_skin` reads for one frame: its SMPL-space WeightGrid ("grid") or SurfaceWeights ("kdtree")."""
+    if method == "grid":
+        return blend_weight_grid(pose.world_to_smpl(pose.vertices)[0], faces, lbs_weights, voxel_size=voxel_size)
+    if method == "kdtree":
+        return SurfaceWeights.from_body(lbs_weights, faces)
+    raise ValueError(f"unknown backward skinning method {method!r} (grid or kdtree)")
