@@ -67,3 +67,21 @@ def test_missing_parameters_or_model_are_named(tiny_dataset: Path, tmp_path: Pat
     catalog.frame(1).smpl_params = None
     with pytest.raises(HumanDataError, match=f"params/{catalog.frame(1).frame_id}.npy"):
         catalog.body(1)
+
+
+def test_zju_frames_without_3d_keypoints_triangulate_the_2d_detections(tiny_dataset: Path, tmp_path: Path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    given = setup_pipeline("enerf-heatmap", data).datamanager.catalog
+    for subject in data.glob("synth_*"):
+        shutil.rmtree(subject / "keypoints3d")
+        shutil.rmtree(subject / "joints3d")
+    catalog = setup_pipeline("enerf-heatmap", data).datamanager.catalog
+    assert catalog.subjects[0].keypoint_source == "annots-kpts2d"
+    for frame_key in range(catalog.num_frames):
+        truth, found = given.frame(frame_key).keypoints3d, catalog.frame(frame_key).keypoints3d
+        assert found is not None and found.shape == truth.shape
+        seen = (found[:, 3] > 0) & (truth[:, 3] > 0)
+        assert seen.sum() >= 20
+        error = (found[seen, :3] - truth[seen, :3]).norm(dim=-1)
+        assert error.median() < 0.01 and error.max() < 0.05, error

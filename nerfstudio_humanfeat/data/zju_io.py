@@ -22,6 +22,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from nerfstudio_humanfeat.body.triangulation import triangulate_dlt
 from nerfstudio_humanfeat.data.catalog import (
     CameraRig,
     FrameRecord,
@@ -560,6 +561,9 @@ def read_frame(
     joints_path = root / "joints3d" / f"{frame_id}.npy"
     joints = load_points(joints_path, "SMPL joints") if layout.joints3d and joints_path.is_file() else None
     keypoints3d = _frame_keypoints3d(layout, frame_stem(present[0], frame_id), joints)
+    keypoints2d = _frame_keypoints2d(annots, layout, rig, index, source, keypoints3d)
+    if keypoints3d is None and keypoints2d is not None:
+        keypoints3d = triangulate_keypoints(keypoints2d, rig)
     params = None
     if layout.params_dir is not None:
         params = load_smpl_params(root / layout.params_dir / f"{frame_id}.npy")
@@ -570,11 +574,19 @@ def read_frame(
         mask_paths=[[layout.mirror(m, r, ".png") for m in masks] if r else [] for r in rels],
         densepose_paths=[layout.mirror("densepose", r, ".npz") if r and layout.densepose else None for r in rels],
         bbox=_frame_bbox(layout, frame_id, vertices_path, joints, keypoints3d, options.bbox_padding),
-        keypoints2d=_frame_keypoints2d(annots, layout, rig, index, source, keypoints3d),
+        keypoints2d=keypoints2d,
         keypoints3d=None if keypoints3d is None else torch.from_numpy(keypoints3d),
         smpl_params=params,
         vertices_path=vertices_path,
     )
+
+
+def triangulate_keypoints(keypoints2d: Float[Tensor, "C J 3"], rig: CameraRig) -> Optional[np.ndarray]:
+    """(J, 4) world keypoints DLT-triangulated from the 2D detections of every camera (output pixels); None when
+    no joint is seen by two cameras."""
+    projections = rig.intrinsics.double() @ rig.world_to_camera.double()
+    keypoints3d = triangulate_dlt(keypoints2d.double(), projections).numpy().astype(np.float32)
+    return keypoints3d if (keypoints3d[:, 3] > 0).any() else None
 
 
 def _frame_keypoints3d(layout: SequenceLayout, stem: str, joints: Optional[np.ndarray]) -> Optional[np.ndarray]:
