@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from nerfstudio_humanfeat.body.smpl import BodyPose
 from nerfstudio_humanfeat.camera_utils import invert_rigid
 from nerfstudio_humanfeat.data.catalog import HumanCatalog
 from nerfstudio_humanfeat.model_components.projection import project_points, sample_pixel_aligned
@@ -29,6 +30,10 @@ class TargetView:
     """The frame whose source images condition the render; None: ``frame_key`` itself. Another frame of the same
     subject renders a novel pose: the body of ``frame_key`` seen through the images of this one."""
 
+    target_pose: Optional[BodyPose] = None
+    """A body pose to render instead of the fit of ``frame_key`` (animatable methods): a pose being optimised
+    (NeuHMR, differentiable) or one from another frame or subject."""
+
     @property
     def sources_key(self) -> int:
         """The frame key of the source views."""
@@ -36,7 +41,8 @@ class TargetView:
 
     @property
     def novel_pose(self) -> bool:
-        return self.sources_key != self.frame_key
+        """Whether the rendered pose differs from the one the source views show."""
+        return self.sources_key != self.frame_key or self.target_pose is not None
 
     @property
     def camera_to_world(self) -> Float[Tensor, "3 4"]:
@@ -68,6 +74,26 @@ class SourceViews:
     @property
     def centers(self) -> Float[Tensor, "V 3"]:
         return invert_rigid(self.world_to_camera)[:, :, 3]
+
+
+def select_source_views(sources: SourceViews, keep: List[int]) -> SourceViews:
+    """The source views at the given positions, in that order."""
+    index = torch.tensor(keep, dtype=torch.long, device=sources.images.device)
+    return SourceViews(
+        [sources.camera_ids[i] for i in keep],
+        sources.images[index],
+        sources.intrinsics[index],
+        sources.world_to_camera[index],
+    )
+
+
+def drop_source_views(
+    sources: SourceViews, probability: float, generator: Optional[torch.Generator] = None
+) -> SourceViews:
+    """KeypointNeRF's training augmentation: each source view but the first is dropped with ``probability``."""
+    draws = torch.rand(len(sources.camera_ids), generator=generator)
+    keep = [0] + [i for i in range(1, len(sources.camera_ids)) if float(draws[i]) >= probability]
+    return select_source_views(sources, keep)
 
 
 def load_source_views(catalog: HumanCatalog, frame_key: int, camera_ids: List[int], device) -> SourceViews:
@@ -163,5 +189,6 @@ def crop_target_to_box(
         size_x,
         target.bbox,
         target.source_frame_key,
+        target.target_pose,
     )
     return cropped, torch.stack([x0[0], y0[0]]).to(target.intrinsics)

@@ -25,6 +25,7 @@ from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerDropdown, Vi
 from torch import Tensor
 from torch.nn import Parameter
 
+from nerfstudio_humanfeat.body.smpl import BodyPose
 from nerfstudio_humanfeat.camera_utils import opencv_from_cameras
 from nerfstudio_humanfeat.data.bodies import FrameBody
 from nerfstudio_humanfeat.data.catalog import HumanCatalog
@@ -237,6 +238,14 @@ class HumanFeatureModel(Model):
         target view, ``target.frame_key`` gives the pose to render and ``target.sources_key`` the observed one."""
         return self.catalog.body(frame_key).to(self.device)
 
+    def target_body(self, target: TargetView) -> BodyPose:
+        """The pose to render (target space): ``target.target_pose`` when given, else the fit of its frame."""
+        return target.target_pose if target.target_pose is not None else self.frame_body(target.frame_key).pose
+
+    def observation_body(self, target: TargetView) -> BodyPose:
+        """The pose seen in the source views (observation space): the fit of the source frame."""
+        return self.frame_body(target.sources_key).pose
+
     # ---------------------------------------------------------------- finding source views
     def target_of_dataset_view(self, frame_key: int, camera: int) -> TargetView:
         rig = self.catalog.subject(frame_key).rig
@@ -398,13 +407,19 @@ class HumanFeatureModel(Model):
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         losses = {"rgb_loss": F.mse_loss(outputs["rgb"], batch["image"])}
         losses.update(self.level_losses(outputs, batch))
-        if self.perceptual is not None and self.perceptual.available and batch.get("num_patches", 0) > 0:
-            num, size = int(batch["num_patches"]), int(batch["patch_size"])
-            count = num * size * size
-            pred = outputs["rgb"][:count].reshape(num, size, size, 3).permute(0, 3, 1, 2)
-            gt = batch["image"][:count].reshape(num, size, size, 3).permute(0, 3, 1, 2)
-            losses["perceptual_loss"] = self.config.lambda_perceptual * self.perceptual(pred, gt)
+        losses.update(self.perceptual_losses(outputs, batch))
         return losses
+
+    def perceptual_losses(self, outputs: Dict[str, Tensor], batch: Dict[str, Any]) -> Dict[str, Tensor]:
+        """``lambda_perceptual`` x the perceptual loss of the rendered patches (the batch's first rays), when there
+        are patches and VGG weights."""
+        if self.perceptual is None or not self.perceptual.available or batch.get("num_patches", 0) <= 0:
+            return {}
+        num, size = int(batch["num_patches"]), int(batch["patch_size"])
+        count = num * size * size
+        pred = outputs["rgb"][:count].reshape(num, size, size, 3).permute(0, 3, 1, 2)
+        gt = batch["image"][:count].reshape(num, size, size, 3).permute(0, 3, 1, 2)
+        return {"perceptual_loss": self.config.lambda_perceptual * self.perceptual(pred, gt)}
 
     def level_losses(self, outputs: Dict[str, Tensor], batch: Dict[str, Any], suffix: str = "") -> Dict[str, Tensor]:
         """Feature and mask losses of the outputs named with `suffix` (a cascade level or a coarse pass)."""
