@@ -11,10 +11,12 @@ from typing import Dict, List, Optional, Type
 
 import torch
 import torchvision.utils as vutils
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nerfstudio_humanfeat.data.datamanagers.human_datamanager import HumanDataManagerConfig
+from nerfstudio_humanfeat.engine.interrupt import CheckpointOnInterrupt
 from nerfstudio_humanfeat.metrics import average_metrics
 
 
@@ -42,6 +44,18 @@ def scalar_summary(metrics: Dict[str, Optional[float]]) -> Dict[str, float]:
 
 class HumanPipeline(VanillaPipeline):
     """Evaluation over held-out subjects with per-subject breakdowns."""
+
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> List[TrainingCallback]:
+        """The datamanager's and model's callbacks, plus a checkpoint of the last step on SIGINT/SIGTERM."""
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        trainer = training_callback_attributes.trainer
+        if trainer is not None:
+            guard = CheckpointOnInterrupt(trainer)
+            if guard.install():
+                callbacks.append(guard.callback())
+        return callbacks
 
     def get_eval_image_metrics_and_images(self, step: int):
         metrics, images = super().get_eval_image_metrics_and_images(step)
