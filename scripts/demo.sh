@@ -7,8 +7,8 @@ bin=.venv/bin
 start=$(date +%s)
 # shellcheck disable=SC2046
 $bin/ns-train "$method" --data "$data" --output-dir "$out" --experiment-name demo --timestamp run \
-    --max-num-iterations "$steps" --pipeline.datamanager.dataparser.eval-max-views 12 \
-    $($bin/python -m nerfstudio_humanfeat.configs.cpu "$method")
+    --max-num-iterations "$steps" $($bin/python -m nerfstudio_humanfeat.configs.cpu "$method") \
+    zju-mocap --pipeline.datamanager.dataparser.eval-max-views 12
 config="$out/demo/$method/run/config.yml"
 $bin/ns-eval --load-config "$config" --output-path "$out/eval_$method.json" --render-output-path "$out/eval_images"
 $bin/ns-humanfeat-orbit --data "$data" --output "$out/orbit.json" --num-views 24 --seconds 2

@@ -21,6 +21,7 @@ import pytest
 import torch
 from nerfstudio.utils.eval_utils import eval_setup
 
+from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
 from nerfstudio_humanfeat.keypoints import draw_skeleton, extract_keypoints_2d, keypoint_valid
 from nerfstudio_humanfeat.metrics import masked_ssim
@@ -57,7 +58,7 @@ def trained(request, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactor
     run(
         ["ns-train", method, "--data", str(tiny_dataset), "--output-dir", str(work / "outputs"),
          "--experiment-name", "e2e", "--timestamp", "run", "--max-num-iterations", "3", "--steps-per-save", "2",
-         *cpu_overrides(method), *TINY, *TINY_METHOD.get(method.split("-")[0], [])],
+         *with_dataparser([*cpu_overrides(method), *TINY, *TINY_METHOD.get(method.split("-")[0], [])])],
         cwd=work,
     )  # fmt: skip
     config = work / "outputs" / "e2e" / method / "run" / "config.yml"

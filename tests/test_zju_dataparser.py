@@ -174,8 +174,12 @@ def test_bbox_falls_back_to_joints_without_vertices(tmp_path):
     truth, _, catalog = single(tmp_path, SequenceSpec(vertices=False, keypoints=("joints3d",)))
     box = catalog.subjects[0].frames[0].bbox.numpy()
     assert (box[0] <= truth.boxes[0, 0] + BODY_HALF_SIZE * 0.5).all() and (box[1] >= truth.boxes[0, 0]).all()
+    # only 2D detections: the box of the keypoints triangulated from them
+    _, _, triangulated = single(tmp_path / "tri", SequenceSpec(vertices=False, keypoints=("annots",)))
+    tri_box = triangulated.subjects[0].frames[0].bbox.numpy()
+    assert (tri_box[0] <= truth.boxes[0, 0] + BODY_HALF_SIZE * 0.5).all() and (tri_box[1] >= truth.boxes[0, 0]).all()
     with pytest.raises(HumanDataError, match=r"vertices/0\.npy"):
-        single(tmp_path / "none", SequenceSpec(vertices=False, keypoints=("annots",)))
+        single(tmp_path / "none", SequenceSpec(vertices=False, keypoints=()))
 
 
 KEYPOINT_CASES = [

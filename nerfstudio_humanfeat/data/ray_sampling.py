@@ -28,6 +28,8 @@ def sample_view_pixels(
     generator: Optional[torch.Generator] = None,
 ) -> Int[Tensor, "num 2"]:
     """Pixels inside the box mask, `foreground_ratio` of them on the foreground mask (ENeRF: 0.75)."""
+    if num <= 0:
+        return torch.zeros(0, 2, dtype=torch.long)
     if not box_mask.any():
         box_mask = torch.ones_like(box_mask)
     foreground = foreground & box_mask
@@ -62,3 +64,19 @@ def sample_patches(
     patch_y = tops[:, None, None] + grid_y[None]
     patch_x = lefts[:, None, None] + grid_x[None]
     return torch.stack([patch_y, patch_x], dim=-1)
+
+
+def sample_patches_around(
+    mask: Bool[Tensor, "H W"], num_patches: int, patch_size: int, generator: Optional[torch.Generator] = None
+) -> Int[Tensor, "P S S 2"]:
+    """Square patches (y, x per pixel, row-major) centred on random pixels of ``mask`` (KeypointNeRF: a patch around
+    a random foreground pixel), shifted to lie inside the image; the whole image when the mask is empty."""
+    height, width = mask.shape
+    if patch_size > min(height, width):
+        raise ValueError(f"patch size {patch_size} does not fit in a {height}x{width} image")
+    centres = sample_pixels_in_mask(mask if mask.any() else torch.ones_like(mask), num_patches, generator)
+    tops = (centres[:, 0] - patch_size // 2).clamp(0, height - patch_size)
+    lefts = (centres[:, 1] - patch_size // 2).clamp(0, width - patch_size)
+    offsets = torch.arange(patch_size)
+    grid_y, grid_x = torch.meshgrid(offsets, offsets, indexing="ij")
+    return torch.stack([tops[:, None, None] + grid_y[None], lefts[:, None, None] + grid_x[None]], dim=-1)

@@ -1,4 +1,7 @@
-"""ns-humanfeat-inspect: what a ZJU-MoCap-layout dataset holds, and every problem found in it.
+"""ns-humanfeat-inspect: what a dataset holds, and every problem found in it.
+
+Reads the ZJU-MoCap layout, Animatable NeRF's Human3.6M layout (`S1/Posing/`, with its lbs/ weight grids) and SHERF's
+RenderPeople layout (`img/camera0000/`, cameras.json, SMPL fits, human_list.txt), detected from the files.
 
 Exit code 0 when everything reads and agrees; 1 with one line per problem (naming the file) otherwise.
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import tyro
@@ -16,8 +19,17 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from nerfstudio_humanfeat.body.smpl import SMPLBody, resolve_smpl_model
+from nerfstudio_humanfeat.data import h36m_io
+from nerfstudio_humanfeat.data import renderpeople_io as rp
 from nerfstudio_humanfeat.data.catalog import HumanDataError, MaskMode, SubjectRecord
+from nerfstudio_humanfeat.data.dataparsers.human36m_dataparser import ANINERF_SPLIT, Human36MDataParserConfig
+from nerfstudio_humanfeat.data.dataparsers.renderpeople_dataparser import (
+    RenderPeopleDataParserConfig,
+    sherf_paper_split,
+)
 from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import (
+    PaperSplit,
     SplitPlan,
     ZJUMocapDataParserConfig,
     find_sequences,
@@ -33,6 +45,12 @@ from nerfstudio_humanfeat.data.zju_io import (
 )
 
 AUTO_DECODE_MAX_VIEWS = 2000
+Layout = Literal["auto", "zju", "h36m", "renderpeople"]
+NON_IMAGE_FOLDERS = frozenset(
+    ("mask", "mask_cihp", "params", "vertices", "new_params", "new_vertices", "lbs", "keypoints2d", "keypoints3d",
+     "joints3d", "densepose")
+)  # fmt: skip
+"""Folders of a sequence that mirror the images or hold per-frame files: never camera folders."""
 _NO_PLAN = SplitPlan([], [], None, None, 0, None, 1, "none")
 """Subjects outside any split: even source cameras, odd target cameras."""
 
@@ -51,6 +69,8 @@ class InspectConfig:
     mask_mode: MaskMode = "union"
     image_scale: Optional[float] = None
     """Output/original resolution shown; None: the dataparser's default (0.5 for 1024 px originals)."""
+    layout: Layout = "auto"
+    """Dataset layout: zju, h36m (S1/Posing/...), renderpeople (img/camera0000/..., cameras.json); auto: detected."""
 
 
 @dataclass
@@ -64,21 +84,50 @@ class SubjectReport:
     num_frames: int = 0
 
 
+def detect_layout(root: Path) -> Layout:
+    """renderpeople when a subject folder holds cameras.json (or the root human_list.txt), h36m when one holds
+    Posing/annots.npy, else zju."""
+    if not root.is_dir():
+        return "zju"
+    folders = [p for p in root.iterdir() if p.is_dir()]
+    if (root / rp.HUMAN_LIST).is_file() or any((p / rp.CAMERAS_FILE).is_file() for p in folders):
+        return "renderpeople"
+    if h36m_io.is_h36m_root(root):
+        return "h36m"
+    return "zju"
+
+
 def main(config: InspectConfig) -> int:
     """Print the dataset's contents and problems; return the exit code."""
     problems: List[HumanDataError] = []
+    layout = detect_layout(config.data) if config.layout == "auto" else config.layout
     try:
-        sequences = find_sequences(config.data)
+        if layout == "renderpeople":
+            sequences = rp.find_subjects(config.data)
+        elif layout == "h36m":
+            sequences = h36m_io.find_sequences(config.data)
+        else:
+            sequences = find_sequences(config.data)
     except HumanDataError as err:
         return _finish([err])
     if not sequences:
-        return _finish([HumanDataError(f"{config.data}: no sequence (no folder holding an annots.npy)")])
-    plan = _plan(config, sequences, problems)
+        what = "cameras.json or img/" if layout == "renderpeople" else "an annots.npy"
+        return _finish([HumanDataError(f"{config.data}: no sequence (no folder holding {what})")])
+    CONSOLE.print(f"Layout: {layout}{' (detected)' if config.layout == 'auto' else ''}")
+    plan = _plan(config, sequences, problems, layout)
     names = list(config.subjects) if config.subjects else list(sequences)
     for name in names:
         if name not in sequences:
             problems.append(HumanDataError(f"{config.data / name}: no such sequence (found {', '.join(sequences)})"))
-    reports = [_read(config, name, sequences[name], plan, problems) for name in names if name in sequences]
+    if layout == "renderpeople":
+        _check_human_list(config.data, sequences, problems)
+        body = _body(config, problems)
+        reports = [_read_rp(config, n, sequences[n], plan, body, problems) for n in names if n in sequences]
+    else:
+        reports = [_read(config, name, sequences[name], plan, problems) for name in names if name in sequences]
+    if layout == "h36m":
+        for report in reports:
+            _check_h36m(report, problems)
     _check_files(config, reports, problems)
     CONSOLE.print(_table(reports, config.data))
     if plan is not None:
@@ -90,9 +139,22 @@ def main(config: InspectConfig) -> int:
     return _finish(problems)
 
 
-def _plan(config: InspectConfig, sequences, problems: List[HumanDataError]) -> Optional[SplitPlan]:
+def _plan(
+    config: InspectConfig, sequences: Dict[str, Path], problems: List[HumanDataError], layout: Layout = "zju"
+) -> Optional[SplitPlan]:
+    parser_config: ZJUMocapDataParserConfig
+    paper: Optional[PaperSplit] = None
     try:
-        plan = resolve_split(ZJUMocapDataParserConfig(data=config.data), sequences)
+        if layout == "renderpeople":
+            parser_config, paper = (
+                RenderPeopleDataParserConfig(data=config.data),
+                sherf_paper_split(config.data, sequences),
+            )
+        elif layout == "h36m":
+            parser_config, paper = Human36MDataParserConfig(data=config.data), ANINERF_SPLIT
+        else:
+            parser_config = ZJUMocapDataParserConfig(data=config.data)
+        plan = resolve_split(parser_config, sequences, paper) if paper else resolve_split(parser_config, sequences)
     except HumanDataError as err:
         problems.append(err)
         return None
@@ -122,6 +184,91 @@ def _read(
     return report
 
 
+def _image_folders(root: Path) -> List[str]:
+    """Folders of a sequence holding images directly (its camera folders)."""
+    folders = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in NON_IMAGE_FOLDERS):
+        if any(f.suffix.lower() in (".jpg", ".jpeg", ".png") for f in folder.iterdir()):
+            folders.append(folder.name)
+    return folders
+
+
+def _check_h36m(report: SubjectReport, problems: List[HumanDataError]) -> None:
+    """Human3.6M extras: the camera folders agree with annots.npy's cameras; lbs/ has every frame's weight grid."""
+    record = report.record
+    if record is None:
+        return
+    folders = _image_folders(record.root)
+    if sorted(folders) != sorted(record.rig.names):
+        problems.append(
+            HumanDataError(
+                f"{record.root / 'annots.npy'}: camera count mismatch: annots.npy has {len(record.rig)} cameras "
+                f"({', '.join(record.rig.names)}), the sequence holds {len(folders)} image folders "
+                f"({', '.join(folders)})"
+            )
+        )
+    h36m_io.check_lbs(record.root, [f.frame_id for f in record.frames], problems)
+
+
+def _check_human_list(root: Path, subjects: Dict[str, Path], problems: List[HumanDataError]) -> None:
+    path = root / rp.HUMAN_LIST
+    if not path.is_file():
+        CONSOLE.print(f"[yellow]No {rp.HUMAN_LIST}: SHERF's split falls back to the subject folders in name order.")
+        return
+    try:
+        missing = [name for name in rp.read_human_list(path) if name not in subjects]
+    except HumanDataError as err:
+        problems.append(err)
+        return
+    if missing:
+        problems.append(HumanDataError(f"{path}: lists subjects without a folder: {', '.join(missing[:10])}"))
+
+
+def _body(config: InspectConfig, problems: List[HumanDataError]) -> Optional[SMPLBody]:
+    try:
+        return SMPLBody.from_file(resolve_smpl_model(None, config.data))
+    except FileNotFoundError as err:
+        problems.append(HumanDataError(f"{config.data}: {err}"))
+        return None
+
+
+def _read_rp(
+    config: InspectConfig,
+    name: str,
+    root: Path,
+    plan: Optional[SplitPlan],
+    body: Optional[SMPLBody],
+    problems: List[HumanDataError],
+) -> SubjectReport:
+    """One RenderPeople subject: cameras.json against img/, the SMPL fit, every frame and camera."""
+    split = "train" if plan and name in plan.train else "test" if plan and name in plan.test else "-"
+    mask_dirs = ("mask",) if (root / "mask").is_dir() else ()
+    layout = SequenceLayout(root, "smplx-fit", None, mask_dirs, False, False, False, False)
+    report = SubjectReport(name=name, split=split, layout=layout)
+    try:
+        cameras = rp.read_cameras_json(root / rp.CAMERAS_FILE)
+        mismatch = rp.check_camera_count(root, cameras)
+        if mismatch is not None:
+            problems.append(mismatch)
+        fit = rp.read_smpl_fit(root / rp.SMPL_FIT)
+        if body is None:
+            return report
+        source, target = (plan or _NO_PLAN).cameras_of(len(cameras))
+        source = [c for c in source if c < len(cameras)]
+        target = [c for c in target if c < len(cameras)]
+        frames = select_frames(fit.num_frames)
+        report.num_frames = len(frames)
+        options = ReadOptions(config.mask_mode if config.mask_mode != "mask_cihp" else "mask", config.image_scale)
+        cams = [c for c in range(len(cameras)) if (root / "img" / cameras.names[c]).is_dir()]
+        record_split = "test" if split == "test" else "train"
+        report.record = rp.read_subject(
+            root, name, record_split, cameras, fit, body, source, target, frames, cams, options, problems=problems
+        )
+    except HumanDataError as err:
+        problems.append(err)
+    return report
+
+
 def _check_files(config: InspectConfig, reports: Sequence[SubjectReport], problems: List[HumanDataError]) -> None:
     """Read every view's image and masks (headers, or full decodes) of the readable subjects."""
     records = [r.record for r in reports if r.record is not None]
@@ -143,6 +290,7 @@ KEYPOINT_LABELS = {
     "openpose-json": "openpose",
     "keypoints3d-projected": "kp3d-proj",
     "joints3d-projected": "jnt3d-proj",
+    rp.KEYPOINT_SOURCE: "smpl-proj",
 }
 
 
@@ -170,7 +318,7 @@ def _table(reports: Sequence[SubjectReport], root: Path) -> Table:
             KEYPOINT_LABELS.get(s.keypoint_source, s.keypoint_source),
             f"{valid}/{total}",
             "+".join(d.replace("mask_", "") for d in layout.mask_dirs) or "none",
-            {"new_params": "new", "params": "yes"}.get(layout.params_dir or "", "none"),
+            {"new_params": "new", "params": "yes", "smplx-fit": "smplx"}.get(layout.params_dir or "", "none"),
             {"new_vertices": "new", "vertices": "yes"}.get(layout.vertices_dir or "", "none"),
             "yes" if layout.densepose else "no",
             "x".join(f"{v:.1f}" for v in boxes.mean(0)),

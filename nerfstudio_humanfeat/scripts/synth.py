@@ -1,4 +1,5 @@
-"""ns-humanfeat-synth: render a synthetic multi-view human dataset in the ZJU-MoCap (Neural Body) layout.
+"""ns-humanfeat-synth: render a synthetic multi-view human dataset in the ZJU-MoCap (Neural Body) layout, or in
+the Human3.6M (Animatable NeRF) or RenderPeople (SHERF) layout (--layout).
 
 Procedural SMPL-format bodies (posed through smplx) in parametric motions, ray cast on the CPU into a
 ring of distorted cameras; writes images, masks, SMPL fits, 2D/3D keypoints, dense pose and splits.json
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nerfstudio_humanfeat.synth.background import BackgroundName
-from nerfstudio_humanfeat.synth.generator import PresetName, SynthSummary, generate, make_spec
+from nerfstudio_humanfeat.synth.generator import LayoutName, PresetName, SynthSummary, generate, make_spec
 
 CONSOLE = Console()
 
@@ -41,9 +42,14 @@ class SynthConfig:
     num_frames: Optional[int] = None
     """Override the preset's frames per subject."""
     num_cameras: Optional[int] = None
-    """Override the preset's cameras per subject (even ones are sources, odd ones targets)."""
+    """Override the cameras per subject (default: the preset's for zju, 4 for h36m, 36 for renderpeople; zju: even
+    ones are sources, odd ones targets)."""
     resolution: Optional[int] = None
-    """Override the preset's image size in pixels (square images)."""
+    """Override the preset's image size in pixels (square images; renderpeople's bench preset: 512)."""
+    layout: LayoutName = "zju"
+    """On-disk layout: zju (ZJU-MoCap, Neural Body), h36m (Human3.6M as Animatable NeRF processed it: S1/Posing/
+    with lbs/ weight grids) or renderpeople (SHERF's: img/camera0000/0000.jpg, cameras.json, smplx-convention fits,
+    human_list.txt). The same subjects (bodies, motions, camera ring, appearance) in every layout."""
     supersample: int = 3
     """Anti-aliasing: samples per pixel side (odd; 1 turns it off)."""
     background: Annotated[
@@ -60,7 +66,7 @@ class SynthConfig:
 def print_summary(summary: SynthSummary) -> None:
     """Subjects, sizes and time of a generated dataset."""
     spec = summary.spec
-    table = Table(title=f"Synthetic dataset in {summary.root}")
+    table = Table(title=f"Synthetic dataset ({spec.layout} layout) in {summary.root}")
     for column in ("subject", "split", "motion"):
         table.add_column(column)
     for name, split, motion in summary.subjects:
@@ -86,6 +92,7 @@ def main(config: SynthConfig) -> SynthSummary:
         resolution=config.resolution,
         supersample=config.supersample,
         background=config.background,
+        layout=config.layout,
     )
     summary = generate(spec, config.output_dir, overwrite=config.overwrite, progress=not config.quiet)
     print_summary(summary)

@@ -618,7 +618,8 @@ def _prepare_output(root: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{root} is not empty; pass --overwrite to replace a previous synthetic dataset")
         for entry in root.iterdir():
             ours = entry.name in ("splits.json", "body_model", "human_list.txt") or (
-                entry.name.startswith("synth_") and ((entry / "annots.npy").exists() or (entry / "cameras.json").exists())
+                entry.name.startswith("synth_")
+                and ((entry / "annots.npy").exists() or (entry / "cameras.json").exists())
             )
             ours |= entry.name[:1] == "S" and entry.name[1:].isdigit() and (entry / "Posing" / "annots.npy").exists()
             if ours:

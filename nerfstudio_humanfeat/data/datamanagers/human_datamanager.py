@@ -20,9 +20,9 @@ from nerfstudio.data.datamanagers.base_datamanager import DataManager, VanillaDa
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from nerfstudio_humanfeat.data.catalog import HumanCatalog
-from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocapDataParserConfig
+from nerfstudio_humanfeat.data.dataparsers import HumanDataParserConfig, ZJUMocapDataParserConfig
 from nerfstudio_humanfeat.data.datasets.human_dataset import HumanViewDataset
-from nerfstudio_humanfeat.data.ray_sampling import sample_patches, sample_view_pixels
+from nerfstudio_humanfeat.data.ray_sampling import sample_patches, sample_patches_around, sample_view_pixels
 from nerfstudio_humanfeat.keypoints import heatmap_targets
 from nerfstudio_humanfeat.metrics import enerf_bbox_mask
 
@@ -36,7 +36,9 @@ class HumanDataManagerConfig(VanillaDataManagerConfig):
     """
 
     _target: Type = field(default_factory=lambda: HumanDataManager)
-    dataparser: ZJUMocapDataParserConfig = field(default_factory=ZJUMocapDataParserConfig)
+    dataparser: HumanDataParserConfig = field(default_factory=ZJUMocapDataParserConfig)
+    """zju-mocap (default), human36m or renderpeople: a subcommand after the other options, its own options after it
+    (`ns-train ghnerf --data <root> human36m --pipeline.datamanager.dataparser.eval-max-views 2`)."""
     train_num_rays_per_batch: int = 1024
     """Rays per training step (one target view per step), ``foreground_ratio`` of them on the person; the patches
     of ``num_patches`` come in addition (ENeRF: 4096 rays plus 4 patches of 64x64 for the perceptual loss)."""
@@ -47,6 +49,9 @@ class HumanDataManagerConfig(VanillaDataManagerConfig):
     """Square patches per step for the perceptual loss (ENeRF: 4 of 64x64 at 512 px); 0 disables them."""
     perceptual_patch_size: int = 32
     """Side of those patches, in pixels."""
+    patch_placement: Literal["box", "foreground"] = "box"
+    """Where patches lie: anywhere in the bounding rectangle of the subject's box mask (ENeRF), or centred on a
+    random foreground pixel (KeypointNeRF)."""
     train_num_source_views: Tuple[int, int] = (2, 3)
     """Fewest and most source views of a training step (ENeRF/GHNeRF: 2-3)."""
     source_sampling: Literal["enerf", "nearest"] = "enerf"
@@ -236,7 +241,12 @@ class HumanDataManager(DataManager):
         generator = self._torch_rng if training else self._eval_torch_rng
         parts = []
         if patches > 0:
-            parts.append(sample_patches(box, patches, self.config.perceptual_patch_size, generator).reshape(-1, 2))
+            size = self.config.perceptual_patch_size
+            if self.config.patch_placement == "foreground":
+                patch = sample_patches_around(view.mask & box, patches, size, generator)
+            else:
+                patch = sample_patches(box, patches, size, generator)
+            parts.append(patch.reshape(-1, 2))
         parts.append(sample_view_pixels(box, view.mask, num_rays, self.config.foreground_ratio, generator))
         yx = torch.cat(parts, dim=0)
         coords = yx.float() + 0.5
