@@ -49,9 +49,10 @@ class ForwardWeightField(nn.Module):
         nn.init.zeros_(last.bias)
         self.mlp = nn.Sequential(*layers, last)
 
-    def initial_weights(self, points: Float[Tensor, "N 3"]) -> Float[Tensor, "N 24"]:
-        """w_init: the canonical grid's SMPL blend weights, renormalised to sum to one."""
-        weights, _ = sample_weights(WeightGrid(self.grid_weights, self.grid_bounds), points)
+    def initial_weights(self, points: Float[Tensor, "N 3"], grid: Optional[WeightGrid] = None) -> Float[Tensor, "N 24"]:
+        """w_init: the canonical grid's SMPL blend weights (``grid`` instead of the field's own, e.g. one canonical
+        grid per subject of a multi-person model), renormalised to sum to one."""
+        weights, _ = sample_weights(grid or WeightGrid(self.grid_weights, self.grid_bounds), points)
         return weights / weights.sum(-1, keepdim=True).clamp_min(LOG_EPS)
 
     def forward(
@@ -59,6 +60,7 @@ class ForwardWeightField(nn.Module):
         points: Float[Tensor, "N 3"],
         latent: Optional[Float[Tensor, "N L"]] = None,
         background: Optional[Float[Tensor, " N"]] = None,
+        grid: Optional[WeightGrid] = None,
     ) -> Float[Tensor, "N W"]:
         """24 forward blend weights of canonical points, or 25 (scaled by 1 - background, background last)."""
         features = frequency_encoding(points, self.num_frequencies)
@@ -66,7 +68,7 @@ class ForwardWeightField(nn.Module):
             if latent is None:
                 raise ValueError("this field is conditioned on an identity latent; pass `latent`")
             features = torch.cat([features, latent.expand(points.shape[0], -1)], dim=-1)
-        logits = self.mlp(features) + torch.log(self.initial_weights(points) + LOG_EPS)
+        logits = self.mlp(features) + torch.log(self.initial_weights(points, grid) + LOG_EPS)
         weights = torch.softmax(logits, dim=-1)
         if background is None:
             return weights

@@ -32,6 +32,18 @@ PER_METHOD = {
         "--pipeline.model.hidden-dim", "64",
         "--optimizers.fields.optimizer.lr", "5e-4",
     ],
+    # keypointnerf: one 24x24 patch per step, 16 + 16 samples, narrower encoders (a 256-filter hourglass is most of
+    # a CPU step), smaller render chunks (each ray holds 3 views x K x 7 encodings per sample).
+    "keypointnerf": [
+        "--pipeline.datamanager.num-patches", "1",
+        "--pipeline.datamanager.perceptual-patch-size", "24",
+        "--pipeline.datamanager.train-num-rays-per-batch", "0",
+        "--pipeline.model.num-coarse-samples", "16",
+        "--pipeline.model.num-fine-samples", "16",
+        "--pipeline.model.encoder-width", "32",
+        "--pipeline.model.texture-base-channels", "16",
+        "--pipeline.model.eval-num-rays-per-chunk", "1024",
+    ],
 }  # fmt: skip
 
 

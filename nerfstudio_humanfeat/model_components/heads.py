@@ -6,12 +6,14 @@ uses g_h's architecture with D outputs; g_co regresses the query point. Every he
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from jaxtyping import Bool, Float
 from nerfstudio.field_components.encodings import Encoding
 from torch import Tensor, nn
+
+from nerfstudio_humanfeat.model_components.pooling import weighted_mean_variance
 
 
 class NeRFFeatureMLP(nn.Module):
@@ -137,6 +139,18 @@ class CoordinateHead(nn.Module):
         return self.layers(nerf_features)
 
 
+class ResidualLinear(nn.Module):
+    """x + act(Linear(x)): a hidden layer of a residual MLP."""
+
+    def __init__(self, dim: int, activation: nn.Module) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        self.activation = activation
+
+    def forward(self, x: Float[Tensor, "*bs C"]) -> Float[Tensor, "*bs C"]:
+        return x + self.activation(self.linear(x))
+
+
 class IBRBlendingHead(nn.Module):
     """ENeRF's colour by image-based rendering: a softmax over source views blends the source colours.
 
@@ -145,19 +159,40 @@ class IBRBlendingHead(nn.Module):
     remaining views weights the RGB sampled from the source images. A point no view sees gets colour 0.
     Views come first, as in ``pooling`` and ``projection`` (V, *bs, ...).
 
+    IBRNet's (and KeypointNeRF's) deeper variant: ``num_layers`` linear layers whose hidden ones are residual,
+    ELU activations, and ``view_statistics`` appending the mean and variance over the valid views of the per-view
+    inputs to each view's input, so the views communicate before their weights are predicted.
+
     Args:
         view_dim: per-view feature channels (ENeRF: image features ⊕ sampled RGB).
         context_dim: channels of a per-point context shared by all views (ENeRF: V_NeRF ⊕ f_voxel ⊕ f_img), 0 for none.
         direction_dim: channels of the direction input (4 for ``pooling.relative_view_directions``).
-        hidden_dim: width of the hidden layer.
+        hidden_dim: width of the hidden layers.
+        num_layers: linear layers (ENeRF: 2; KeypointNeRF: 9), the hidden-to-hidden ones residual.
+        activation: "relu" (ENeRF) or "elu" (IBRNet, KeypointNeRF).
+        view_statistics: append the visibility-weighted mean and variance over views of the per-view inputs.
     """
 
-    def __init__(self, view_dim: int, context_dim: int = 0, direction_dim: int = 4, hidden_dim: int = 64) -> None:
+    def __init__(
+        self,
+        view_dim: int,
+        context_dim: int = 0,
+        direction_dim: int = 4,
+        hidden_dim: int = 64,
+        num_layers: int = 2,
+        activation: Literal["relu", "elu"] = "relu",
+        view_statistics: bool = False,
+    ) -> None:
         super().__init__()
+        if num_layers < 2:
+            raise ValueError("IBRBlendingHead needs at least 2 layers")
         self.context_dim = context_dim
-        self.layers = nn.Sequential(
-            nn.Linear(context_dim + view_dim + direction_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1)
-        )
+        self.view_statistics = view_statistics
+        in_dim = context_dim + view_dim + direction_dim
+        in_dim = 3 * in_dim if view_statistics else in_dim
+        act = nn.ReLU if activation == "relu" else nn.ELU
+        hidden = [ResidualLinear(hidden_dim, act()) for _ in range(num_layers - 2)]
+        self.layers = nn.Sequential(nn.Linear(in_dim, hidden_dim), act(), *hidden, nn.Linear(hidden_dim, 1))
 
     def blend_weights(
         self,
@@ -172,7 +207,12 @@ class IBRBlendingHead(nn.Module):
             raise ValueError(f"IBRBlendingHead was built with context_dim={self.context_dim}: pass context iff > 0.")
         if context is not None:
             inputs.insert(0, context.expand(view_features.shape[0], *context.shape))
-        logits = self.layers(torch.cat(inputs, dim=-1))
+        inputs = torch.cat(inputs, dim=-1)
+        if self.view_statistics:
+            weights = None if valid is None else valid[..., None].to(inputs.dtype)
+            mean, var = weighted_mean_variance(inputs, weights)
+            inputs = torch.cat([inputs, mean.expand_as(inputs), var.expand_as(inputs)], dim=-1)
+        logits = self.layers(inputs)
         if valid is None:
             return torch.softmax(logits, dim=0)
         mask = valid[..., None]

@@ -29,10 +29,11 @@ import tyro
 from nerfstudio.utils.eval_utils import eval_load_checkpoint, eval_setup
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
 from nerfstudio_humanfeat.synth.generator import PresetName, generate, make_spec
 
-DEFAULT_METHODS = ("ghnerf", "ghnerf-dino", "enerf-heatmap", "hfnerf")
+DEFAULT_METHODS = ("ghnerf", "ghnerf-dino", "enerf-heatmap", "hfnerf", "keypointnerf")
 LABELS = {
     "enerf-heatmap": "ENeRF+Heatmap",
     "ghnerf": "GHNeRF+ResNet34",
@@ -40,6 +41,7 @@ LABELS = {
     "ghnerf-dino": "GHNeRF+DINO",
     "hfnerf": "HFNeRF+ResNet34",
     "hfnerf-dino": "HFNeRF+DINO",
+    "keypointnerf": "KeypointNeRF+Heads",
 }
 COLUMNS: Tuple[Tuple[str, str, str], ...] = (
     ("psnr", "PSNR ↑", ".2f"),
@@ -245,7 +247,7 @@ class Bench:
         args += ["--steps-per-eval-all-images", str(10**9)]
         if self.eval_max_views is not None:
             args += ["--pipeline.datamanager.dataparser.eval-max-views", str(self.eval_max_views)]
-        return args + shlex.split(self.train_args)
+        return with_dataparser(args + shlex.split(self.train_args))
 
     def train(self, method: str, data: Path) -> None:
         """Trains one method in its own process; its command and wall time go to logs/<method>.json."""

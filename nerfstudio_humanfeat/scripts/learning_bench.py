@@ -1,6 +1,6 @@
 """ns-humanfeat-learning: the learning benchmark every method must pass, on the CPU, against wall time.
 
-    ns-humanfeat-learning                                           # ghnerf, enerf-heatmap, hfnerf; demo split
+    ns-humanfeat-learning                                    # ghnerf, enerf-heatmap, hfnerf, keypointnerf; demo
     ns-humanfeat-learning --methods ghnerf --minutes 60 --splits demo bench --overfit-minutes 10
 
 Two experiments per method, each a real ns-train run (with the CPU overrides) whose checkpoints are evaluated
@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
 from nerfstudio_humanfeat.scripts.bench import LABELS, evaluate_checkpoints, format_value, paper_table, write_csv
 from nerfstudio_humanfeat.synth.generator import PresetName, generate, make_spec
@@ -99,7 +100,7 @@ class LearningBench:
     """Overfit one frame and generalise to held-out subjects within a CPU budget, for every method."""
 
     output_dir: Path = Path("benchmarks/results/learning")
-    methods: Tuple[str, ...] = ("ghnerf", "enerf-heatmap", "hfnerf")
+    methods: Tuple[str, ...] = ("ghnerf", "enerf-heatmap", "hfnerf", "keypointnerf")
     splits: Tuple[PresetName, ...] = ("demo",)
     """Synthetic presets of the generalisation runs (generated under ``--data-root`` when missing)."""
     data_root: Path = Path("data")
@@ -143,7 +144,7 @@ class LearningBench:
         args += ["--timestamp", "run", "--max-num-iterations", str(experiment.max_steps)]
         args += ["--steps-per-save", str(self.eval_every), "--save-only-latest-checkpoint", "False"]
         args += ["--pipeline.datamanager.dataparser.eval-max-views", str(self.eval_max_views)]
-        args += [*experiment.flags, *shlex.split(self.train_args)]
+        args = with_dataparser([*args, *experiment.flags, *shlex.split(self.train_args)])
         command = [sys.executable, "-m", "nerfstudio_humanfeat.scripts.train_budget", str(60 * experiment.minutes)]
         log = self.output_dir / "logs" / f"{experiment.name}-{method}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
