@@ -34,3 +34,21 @@ def find_venv_ffmpeg() -> None:
     venv_bin = Path(sys.prefix) / "bin"
     if shutil.which("ffmpeg") is None and (venv_bin / "ffmpeg").exists():
         os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+UPSTREAM_NOISE = (
+    (FutureWarning, r"`torch\.jit\.script` is deprecated"),
+    (FutureWarning, r"`torch\.cuda\.amp\.(custom_fwd|custom_bwd|GradScaler)\(args\.\.\.\)` is deprecated"),
+    (UserWarning, r"Using a non-tuple sequence for multidimensional indexing is deprecated"),
+    (UserWarning, r"Converting a tensor with requires_grad=True to a scalar may lead to unexpected behavior"),
+)
+"""Warnings raised inside nerfstudio 1.1.5 and torch by code a user cannot change: torch's deprecations of what
+nerfstudio calls, nerfstudio's camera indexing, and its writer logging losses that still carry gradients."""
+
+
+def silence_upstream_noise() -> None:
+    """Ignore exactly the ``UPSTREAM_NOISE`` warnings; every other warning (ours included) still shows."""
+    import warnings
+
+    for category, message in UPSTREAM_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
