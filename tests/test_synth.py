@@ -477,3 +477,30 @@ def test_bench_preset_defaults_to_dome() -> None:
         make_spec("tiny", background="green")  # type: ignore[arg-type]
     assert tyro.cli(synth.SynthConfig, args=["--output-dir", "x"]).background is None
     assert tyro.cli(synth.SynthConfig, args=["--output-dir", "x", "--background", "dome"]).background == "dome"
+
+
+def test_an_interrupted_generation_leaves_the_output_folder_as_it_was(tmp_path, monkeypatch):
+    from nerfstudio_humanfeat.synth import generator
+
+    spec = generator.make_spec("tiny", seed=0, num_subjects=2, num_frames=1, num_cameras=2, resolution=32)
+    render = generator.Renderer.render
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the second subject's first view
+            raise KeyboardInterrupt
+        return render(self, *args, **kwargs)
+
+    monkeypatch.setattr(generator.Renderer, "render", interrupted)
+    output = tmp_path / "data"
+    with pytest.raises(KeyboardInterrupt):
+        generator.generate(spec, output, progress=False)
+    assert not output.exists() or not any(output.iterdir())
+    monkeypatch.setattr(generator.Renderer, "render", render)
+    summary = generator.generate(spec, output, progress=False)
+    assert summary.root == output
+    assert sorted(p.name for p in output.iterdir()) == ["body_model", "splits.json", "synth_000", "synth_001"]
+    assert not list(tmp_path.glob(".*partial"))
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        generator.generate(spec, output, progress=False)

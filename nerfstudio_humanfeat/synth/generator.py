@@ -610,12 +610,15 @@ class SynthSummary:
         return self.spec.num_views
 
 
-def _prepare_output(root: Path, overwrite: bool) -> None:
+def _prepare_output(root: Path, overwrite: bool, clear: bool = True) -> None:
+    """Refuses a non-empty `root` unless `overwrite`; with `clear`, removes a previous synthetic dataset's entries."""
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"{root} exists and is not a directory")
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{root} is not empty; pass --overwrite to replace a previous synthetic dataset")
+        if not clear:
+            return
         for entry in root.iterdir():
             ours = entry.name in ("splits.json", "body_model", "human_list.txt") or (
                 entry.name.startswith("synth_")
@@ -651,9 +654,23 @@ def single_threaded_torch() -> Iterator[None]:
 
 
 def generate(spec: SynthSpec, output_dir: Path, overwrite: bool = False, progress: bool = True) -> SynthSummary:
-    """Writes the dataset described by `spec` into `output_dir`."""
+    """Writes the dataset described by `spec` into `output_dir`.
+
+    The dataset is written next to `output_dir` (a hidden ``.<name>.partial`` folder) and moved in when complete, so
+    an interrupted generation leaves `output_dir` as it was: never a half-written dataset that would read as whole.
+    """
+    root = Path(output_dir)
+    _prepare_output(root, overwrite, clear=False)
+    staging = root.parent / f".{root.name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
     with single_threaded_torch():
-        return _generate(spec, Path(output_dir), overwrite, progress)
+        summary = _generate(spec, staging, overwrite=False, progress=progress)
+    _prepare_output(root, overwrite)
+    for entry in staging.iterdir():
+        entry.rename(root / entry.name)
+    staging.rmdir()
+    return replace(summary, root=root)
 
 
 def _generate(spec: SynthSpec, root: Path, overwrite: bool, progress: bool) -> SynthSummary:
