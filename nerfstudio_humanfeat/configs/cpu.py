@@ -24,6 +24,28 @@ COMMON = [
 ]  # fmt: skip
 
 PER_METHOD = {
+    # anipixel: one 24x24 patch, 16 + 8 samples, narrow encoders, a small hash grid and networks (every sample runs
+    # KD-tree skinning, two skinning MLPs, the SDF with its gradient and a 3-layer blending MLP per view).
+    "anipixel": [
+        "--pipeline.datamanager.num-patches", "1",
+        "--pipeline.datamanager.perceptual-patch-size", "24",
+        "--pipeline.datamanager.train-num-rays-per-batch", "0",
+        "--pipeline.model.num-coarse-samples", "16",
+        "--pipeline.model.num-fine-samples", "8",
+        "--pipeline.model.encoder-width", "32",
+        "--pipeline.model.texture-base-channels", "16",
+        "--pipeline.model.fusion-width", "64",
+        "--pipeline.model.blend-num-layers", "3",
+        "--pipeline.model.weight-hidden-dim", "64",
+        "--pipeline.model.displacement-hidden-dim", "64",
+        "--pipeline.model.hash-num-levels", "8",
+        "--pipeline.model.hash-log2-size", "15",
+        "--pipeline.model.hash-max-res", "256",
+        "--pipeline.model.latent-dim", "16",
+        "--pipeline.model.normal-smooth-points", "256",
+        "--pipeline.model.shape-points", "256",
+        "--pipeline.model.eval-num-rays-per-chunk", "1024",
+    ],
     # hfnerf: the paper's lr of 1e-4 reached overfit PSNR 19.1 in 4 CPU minutes, 5e-4 reached 24.2 in 3 (the
     # learning benchmark's overfit run); KeypointNeRF's reference code trains its PixelNeRF-style model at 5e-4.
     "hfnerf": [

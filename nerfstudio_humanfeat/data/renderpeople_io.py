@@ -31,6 +31,8 @@ from nerfstudio_humanfeat.data.zju_io import (
     bbox_from_points,
     body25_from_smpl_joints,
     build_rig,
+    check_camera_units,
+    check_duplicate_cameras,
     original_size,
     project_keypoints,
     report,
@@ -103,6 +105,8 @@ def read_cameras_json(path: Path) -> RenderPeopleCameras:
         R.append(arrays[1].reshape(3, 3))
         T.append(arrays[2])
         _check_camera(path, camera, K[-1], R[-1])
+    check_camera_units(path, np.stack(R), np.stack(T), "metres", names)
+    check_duplicate_cameras(path, np.stack(R), np.stack(T), names)
     return RenderPeopleCameras(path, names, np.stack(K), np.stack(R), np.stack(T))
 
 

@@ -124,6 +124,8 @@ def load_annots(path: Path) -> Annots:
     D = np.stack([_distortion(path, c, d) for c, d in enumerate(cams["D"])])
     for camera in range(len(K)):
         _check_camera(path, camera, K[camera], R[camera])
+    check_camera_units(path, R, T, "millimetres")
+    check_duplicate_cameras(path, R, T)
     ims, kpts2d = _frames(path, data["ims"], len(K))
     return Annots(path=path, K=K, D=D, R=R, T=T, ims=ims, kpts2d=kpts2d)
 
@@ -153,8 +155,53 @@ def _distortion(path: Path, camera: int, value: Any) -> np.ndarray:
 def _check_camera(path: Path, camera: int, K: np.ndarray, R: np.ndarray) -> None:
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise HumanDataError(f"{path}: cams['K'][{camera}] has non-positive focal lengths ({K[0, 0]}, {K[1, 1]})")
+    if np.abs(K[2] - [0.0, 0.0, 1.0]).max() > 1e-6 or abs(K[1, 0]) > 1e-6:
+        raise HumanDataError(
+            f"{path}: cams['K'][{camera}] is not an intrinsic matrix (singular or malformed: rows "
+            f"{np.round(K, 3).tolist()}); expected [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0"
+        )
     if np.abs(R @ R.T - np.eye(3)).max() > 1e-2 or np.linalg.det(R) < 0:
         raise HumanDataError(f"{path}: cams['R'][{camera}] is not a rotation matrix (R R^T != I or det < 0)")
+
+
+CAMERA_DISTANCE_RANGE = (0.05, 100.0)
+"""Metres: a capture camera stands farther than 5 cm and nearer than 100 m from the world origin (the capture
+area; ZJU-MoCap's cameras are about 3 m from the body). Outside: T is in the wrong unit."""
+
+
+def check_camera_units(path: Path, R: np.ndarray, T: np.ndarray, unit: str, names: Sequence[str] = ()) -> None:
+    """Error when every camera sits within 5 cm of the world origin or one sits beyond 100 m: T (read as `unit`) is
+    in another unit (metres where millimetres are expected, or the reverse)."""
+    centres = -np.einsum("cji,cj->ci", R, T)
+    distance = np.linalg.norm(centres, axis=1)
+    near, far = CAMERA_DISTANCE_RANGE
+    if np.abs(T).max() > 0 and distance.max() < near:
+        raise HumanDataError(
+            f"{path}: every camera lies within {distance.max():.4f} m of the world origin: T must be in {unit} "
+            f"(cameras stand metres from the body, ~3 m in ZJU-MoCap), these values look like "
+            f"{'metres' if unit == 'millimetres' else 'a larger unit'}"
+        )
+    if distance.max() > far:
+        camera = int(distance.argmax())
+        name = names[camera] if names else camera
+        raise HumanDataError(
+            f"{path}: camera {name} lies {distance.max():.0f} m from the world origin: T must be in {unit} "
+            f"(cameras stand metres from the body, ~3 m in ZJU-MoCap), these values look like "
+            f"{'millimetres' if unit == 'metres' else 'a smaller unit'}"
+        )
+
+
+def check_duplicate_cameras(path: Path, R: np.ndarray, T: np.ndarray, names: Sequence[str] = ()) -> None:
+    """Error when two cameras have the same pose (a copied calibration): within 1 mm and 0.001 of rotation."""
+    centres = -np.einsum("cji,cj->ci", R, T)
+    for i in range(len(R)):
+        for j in range(i + 1, len(R)):
+            if np.linalg.norm(centres[i] - centres[j]) < 1e-3 and np.abs(R[i] - R[j]).max() < 1e-3:
+                a, b = (names[i], names[j]) if names else (i, j)
+                raise HumanDataError(
+                    f"{path}: cameras {a} and {b} have the same pose (R, T): a duplicated camera; expected one "
+                    "calibration per distinct camera"
+                )
 
 
 def _frames(path: Path, entries: Any, num_cameras: int) -> Tuple[List[List[Optional[str]]], List[Optional[np.ndarray]]]:
@@ -201,7 +248,10 @@ def frame_stem(rel_path: str, frame_id: int) -> str:
 def select_frames(num_frames: int, start: int = 0, end: Optional[int] = None, stride: int = 1) -> List[int]:
     """Positions in annots['ims'] of the frames [start, end) with a stride (end clipped to the frame count)."""
     if stride < 1 or start < 0:
-        raise HumanDataError(f"invalid frame range: start {start} must be >= 0 and stride {stride} >= 1")
+        raise HumanDataError(
+            f"invalid frame range (--frame-start/--frame-stride, or splits.json 'frames'): start {start} must be "
+            f">= 0 and stride {stride} >= 1"
+        )
     stop = num_frames if end is None else min(end, num_frames)
     return list(range(start, stop, stride))
 
@@ -384,7 +434,7 @@ def build_rig(annots: Annots, original_hw: Tuple[int, int], image_scale: Optiona
     height, width = original_hw
     scale = auto_image_scale(height, width) if image_scale is None else image_scale
     if scale <= 0:
-        raise HumanDataError(f"image_scale must be positive, got {scale}")
+        raise HumanDataError(f"{annots.path}: image_scale (--image-scale) must be positive, got {scale}")
     out_h, out_w = output_size(height, width, scale)
     intrinsics = annots.K.copy()
     intrinsics[:, :2, 2] += 0.5
@@ -643,13 +693,37 @@ def _frame_keypoints2d(
     for camera in range(num_cameras):
         if source == "annots-kpts2d":
             raw = annots.kpts2d[index][camera] if annots.kpts2d[index] is not None else None
+            where = f"{annots.path}: ims[{index}]['kpts2d'] camera {camera} ({rig.names[camera]})"
         else:
             rel = annots.ims[index][camera]
             path = layout.mirror("keypoints2d", rel, ".json") if rel else None
             raw = read_openpose_json(path) if path is not None and path.is_file() else None
+            where = f"{path}:"
         if raw is not None:
+            check_keypoints_inside(where, raw, rig.original_width, rig.original_height)
             out[camera] = undistort_keypoints(raw, annots.K[camera], annots.D[camera], scale_xy)
     return torch.from_numpy(out)
+
+
+KEYPOINT_OUTSIDE_MARGIN = 0.25
+"""A detected keypoint may lie this fraction of the image size beyond its border (detectors extrapolate cut-off
+limbs); farther, the keypoints are not in this image's pixels (another resolution, normalised coordinates, ...)."""
+
+
+def check_keypoints_inside(where: str, keypoints: np.ndarray, width: int, height: int) -> None:
+    """Error when a detected 2D keypoint (original OpenCV pixels) lies far outside the width x height image."""
+    valid = np.isfinite(keypoints).all(-1) & (np.nan_to_num(keypoints[:, 2]) > 0)
+    x, y = keypoints[:, 0], keypoints[:, 1]
+    margin_x, margin_y = KEYPOINT_OUTSIDE_MARGIN * width, KEYPOINT_OUTSIDE_MARGIN * height
+    outside = valid & ((x < -margin_x) | (x > width + margin_x) | (y < -margin_y) | (y > height + margin_y))
+    if outside.any():
+        joint = int(np.flatnonzero(outside)[0])
+        raise HumanDataError(
+            f"{where} keypoint {BODY25_NAMES[joint] if len(keypoints) == NUM_KEYPOINTS else joint} at "
+            f"({x[joint]:.1f}, {y[joint]:.1f}) lies outside the {width}x{height} image ({int(outside.sum())} of "
+            f"{int(valid.sum())} detected keypoints do): expected pixel coordinates of this image, within it or at "
+            f"most {KEYPOINT_OUTSIDE_MARGIN:.0%} of its size beyond its border"
+        )
 
 
 # ------------------------------------------------------------------------------------------------- views
@@ -793,6 +867,25 @@ def load_densepose(
     return densepose, torch.from_numpy(to_output(mask.astype(np.uint8), rig, camera, nearest=True) > 0)
 
 
+_EMPTY_MASKS_WARNED: set = set()
+
+
+def warn_empty_mask(paths: Sequence[Path]) -> None:
+    """Warn (once per view) that a view's masks hold no foreground: no person in it. Legitimate when the person has
+    left that camera's field of view, a broken mask otherwise; the view is then all background."""
+    key = tuple(str(p) for p in paths)
+    if key in _EMPTY_MASKS_WARNED:
+        return
+    _EMPTY_MASKS_WARNED.add(key)
+    CONSOLE.print(
+        f"Warning: {', '.join(key)}: mask has no foreground pixel (expected the person's silhouette): the view is "
+        "all background",
+        style="yellow",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
 def load_view(
     subject: SubjectRecord, frame: FrameRecord, camera: int, background: BackgroundOptions = BackgroundOptions()
 ) -> ViewData:
@@ -810,7 +903,10 @@ def load_view(
         masks.append(read_mask(mask_path))
         check_size(mask_path, masks[-1].shape, rig)
     if masks:
-        mask = to_output(resolve_mask(masks, original_hw).astype(np.uint8), rig, camera, nearest=True) > 0
+        union = resolve_mask(masks, original_hw)
+        if not union.any():
+            warn_empty_mask(frame.mask_paths[camera])
+        mask = to_output(union.astype(np.uint8), rig, camera, nearest=True) > 0
     else:
         mask = resolve_mask([], (rig.height, rig.width))
     densepose, densepose_mask = load_densepose(subject, frame, camera)
@@ -831,14 +927,19 @@ def check_view(subject: SubjectRecord, frame: FrameRecord, camera: int, decode: 
     problems: List[HumanDataError] = []
     files = [(frame.image_paths[camera], read_image, "image")]
     files += [(p, read_mask, "mask") for p in frame.mask_paths[camera]]
+    masks = []
     for path, reader, what in files:
         if path is None:
             continue
         try:
-            hw = reader(path).shape[:2] if decode else image_size(path, what)
-            check_size(path, hw, rig)
+            decoded = reader(path) if decode else None
+            check_size(path, decoded.shape[:2] if decoded is not None else image_size(path, what), rig)
+            if what == "mask" and decoded is not None:
+                masks.append(decoded)
         except HumanDataError as err:
             problems.append(err)
+    if masks and len(masks) == len(frame.mask_paths[camera]) and not any(m.any() for m in masks):
+        warn_empty_mask(frame.mask_paths[camera])
     densepose_path = frame.densepose_paths[camera]
     if decode and densepose_path is not None and densepose_path.is_file():
         try:

@@ -3,16 +3,17 @@
 - ``laplace_density``: sigma = (1 / b) (1/2 + 1/2 sign(s) (exp(-|s| / b) - 1)), the scaled CDF of a zero-mean Laplace
   distribution at -s (VolSDF eq. 2 with alpha = 1 / b; AniPixel eq. 5). ``LaplaceDensity`` learns b (VolSDF's
   parameterisation b = |b_param| + b_min, initial 0.1 there).
-- ``SDFNetwork``: s = MLP(hash(x), x, conditioning) plus a feature vector, with IDR/VolSDF's geometric initialisation
-  (at initialisation s is the signed distance to a sphere of radius ``init_radius`` around the origin of x, whatever
-  the conditioning), Softplus(beta=100) activations. The hash grid is nerfstudio's ``HashEncoding``: tinycudann when
+- ``SDFNetwork``: s = ||x|| - r + MLP(hash(x), x, conditioning), plus a feature vector: IDR/VolSDF's geometric
+  initialisation in closed form (their initialisation approximates the sphere's distance ||x|| - r with wide layers;
+  here the sphere is an explicit base and the MLP's SDF output starts at zero, so at initialisation s is exactly the
+  signed distance to a sphere of radius ``init_radius`` around the origin of x, whatever the conditioning),
+  Softplus(beta=100) activations. The hash grid is nerfstudio's ``HashEncoding``: tinycudann when
   it is installed and the points are on a GPU, else its torch implementation.
 - ``sdf_gradient``: ds/dx by autograd (create_graph while training, for the Eikonal loss).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -94,19 +95,10 @@ class SDFNetwork(nn.Module):
         self._geometric_init(init_radius)
 
     def _geometric_init(self, radius: float) -> None:
-        """IDR's geometric initialisation: s(x) ~ ||x|| - radius; the hash features and conditioning start unused."""
-        for index, layer in enumerate(self.hidden):
-            out_dim = layer.weight.shape[0]
-            nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0) / math.sqrt(out_dim))
-            nn.init.zeros_(layer.bias)
-            if index == 0:
-                nn.init.zeros_(layer.weight[:, 3:])
-        in_dim = self.out.weight.shape[1]
-        nn.init.normal_(self.out.weight[:1], mean=math.sqrt(math.pi) / math.sqrt(in_dim), std=1e-4)
-        nn.init.constant_(self.out.bias[:1], -radius)
-        if self.feature_dim:
-            nn.init.normal_(self.out.weight[1:], 0.0, 1.0 / math.sqrt(in_dim))
-            nn.init.zeros_(self.out.bias[1:])
+        """s(x) = ||x|| - radius at initialisation: the residual MLP's SDF output starts at zero."""
+        self.radius = radius
+        nn.init.zeros_(self.out.weight[:1])
+        nn.init.zeros_(self.out.bias[:1])
 
     def forward(
         self, points: Float[Tensor, "N 3"], condition: Optional[Float[Tensor, "N C"]] = None
@@ -122,7 +114,7 @@ class SDFNetwork(nn.Module):
         for layer in self.hidden:
             x = self.activation(layer(x))
         out = self.out(x)
-        return out[..., :1], out[..., 1:]
+        return points.norm(dim=-1, keepdim=True) - self.radius + out[..., :1], out[..., 1:]
 
 
 def sdf_gradient(

@@ -354,7 +354,9 @@ class AniPixelModel(HumanFeatureModel):
         if key not in self._subjects:
             smpl = self.catalog.bodies.model
             vertices = self._canonical_vertices(betas.cpu())
-            grid = blend_weight_grid(vertices, smpl.faces, smpl.lbs_weights, voxel_size=self.config.canonical_voxel_size)
+            grid = blend_weight_grid(
+                vertices, smpl.faces, smpl.lbs_weights, voxel_size=self.config.canonical_voxel_size
+            )
             used = torch.unique(smpl.faces)  # the generated body hides joint vertices that no face uses
             self._subjects[key] = CanonicalSubject(
                 vertices[used].to(self.device),
@@ -494,7 +496,9 @@ class AniPixelModel(HumanFeatureModel):
                 if self.config.normals_in_blending
                 else None
             )
-            weights = self.fusion.blend_weights(feats["f_geo"], feats["texture"], feats["rgb"], view_normals, feats["valid"])
+            weights = self.fusion.blend_weights(
+                feats["f_geo"], feats["texture"], feats["rgb"], view_normals, feats["valid"]
+            )
             color = (weights * feats["rgb"]).sum(dim=0)
             if self.shading is not None:
                 n = points.shape[0]
@@ -610,7 +614,9 @@ class AniPixelModel(HumanFeatureModel):
             count = len(self.catalog.subjects[subject_index].frames)
             if count > 1 and self._pairing.random() < self.config.train_novel_pose_probability:
                 other = self._pairing.choice([f for f in range(count) if f != frame_index])
-                meta["source_frame_key"] = torch.full_like(meta["frame_key"], self.catalog.frame_key(subject_index, other))
+                meta["source_frame_key"] = torch.full_like(
+                    meta["frame_key"], self.catalog.frame_key(subject_index, other)
+                )
         return super().get_outputs(ray_bundle)
 
     def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import time
-from typing import Dict, List, Optional, Type
+from typing import Any, Dict, List, Literal, Optional, Type
 
 import torch
 import torchvision.utils as vutils
@@ -16,6 +17,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nerfstudio_humanfeat.data.datamanagers.human_datamanager import HumanDataManagerConfig
+from nerfstudio_humanfeat.engine.distributed import ddp_wrap
 from nerfstudio_humanfeat.engine.interrupt import CheckpointOnInterrupt
 from nerfstudio_humanfeat.metrics import average_metrics
 
@@ -42,8 +44,94 @@ def scalar_summary(metrics: Dict[str, Optional[float]]) -> Dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and "/" not in k}
 
 
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint whose weights do not fit the model the config builds (another method, or other settings)."""
+
+
+def _checkpoint_path_of_caller() -> str:
+    """The checkpoint file being loaded, from the frame of nerfstudio's loader (eval_load_checkpoint and the trainer
+    name it `load_path`, or `load_checkpoint` for --load-checkpoint); 'the checkpoint' when not found."""
+    frame = inspect.currentframe()
+    for _ in range(6):
+        frame = frame.f_back if frame is not None else None
+        if frame is None:
+            break
+        for name in ("load_path", "load_checkpoint"):
+            value = frame.f_locals.get(name)
+            if isinstance(value, (str, Path)):
+                return str(value)
+    return "the checkpoint"
+
+
+def check_checkpoint_fits(model: torch.nn.Module, loaded_state: Dict[str, Any], step: int, where: str) -> None:
+    """Raise a readable CheckpointMismatchError when the checkpoint's model weights are not the model's: missing or
+    unexpected names, or other shapes (instead of torch's list of every key)."""
+    found = {}
+    for key, value in loaded_state.items():
+        key = key[len("module.") :] if key.startswith("module.") else key
+        if key.startswith("_model."):
+            key = key[len("_model.") :]
+            found[key[len("module.") :] if key.startswith("module.") else key] = value
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [
+        f"{k} {tuple(found[k].shape)} in the checkpoint, {tuple(expected[k].shape)} in the model"
+        for k in expected
+        if k in found and hasattr(found[k], "shape") and tuple(found[k].shape) != tuple(expected[k].shape)
+    ]
+    if not (missing or unexpected or reshaped):
+        return
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)):
+        if keys:
+            parts.append(f"{len(keys)} {label} (e.g. {'; '.join(keys[:2])})")
+    raise CheckpointMismatchError(
+        f"{where}: the checkpoint (step {step}) does not hold the weights of {type(model).__name__}: "
+        f"{', '.join(parts)} of the model's {len(expected)} weights. Expected a checkpoint written by the same method "
+        "with the same model settings: this one is of another method (or settings); check --load-config / --load-dir."
+    )
+
+
 class HumanPipeline(VanillaPipeline):
     """Evaluation over held-out subjects with per-subject breakdowns."""
+
+    def __init__(
+        self,
+        config: HumanPipelineConfig,
+        device: str,
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler: Optional[torch.amp.GradScaler] = None,
+    ):
+        """VanillaPipeline's set-up, except that several processes wrap the model with ``ddp_wrap``, which also runs
+        on the CPU (nerfstudio's passes the rank as a GPU id, which DistributedDataParallel rejects for CPU models)."""
+        super(VanillaPipeline, self).__init__()
+        self.config = config
+        self.test_mode = test_mode
+        self.datamanager = config.datamanager.setup(
+            device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank
+        )
+        self.datamanager.to(device)
+        dataset = self.datamanager.train_dataset
+        self._model = config.model.setup(
+            scene_box=dataset.scene_box,
+            num_train_data=len(dataset),
+            metadata=dataset.metadata,
+            device=device,
+            grad_scaler=grad_scaler,
+            seed_points=None,
+        )
+        self.model.to(device)
+        self.world_size = world_size
+        if world_size > 1:
+            self._model = ddp_wrap(self._model, device, local_rank)
+
+    def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
+        """nerfstudio's loading, after a check that the checkpoint is this model's (a readable error otherwise)."""
+        check_checkpoint_fits(self.model, loaded_state, step, _checkpoint_path_of_caller())
+        super().load_pipeline(loaded_state, step)
 
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes

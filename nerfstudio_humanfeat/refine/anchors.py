@@ -78,9 +78,7 @@ def select_anchors(
     return keep_least_loss(candidates, [float(losses[i]) for i in candidates], num_anchors)
 
 
-def nearest_anchors(
-    directions: Float[Tensor, "T 3"], anchors: Sequence[int], frame: int, count: int = 1
-) -> List[int]:
+def nearest_anchors(directions: Float[Tensor, "T 3"], anchors: Sequence[int], frame: int, count: int = 1) -> List[int]:
     """The ``count`` anchors whose orientations are closest to the frame's (most similar view of the body)."""
     anchor_dirs = directions[list(anchors)]
     order = torch.argsort(-(anchor_dirs @ directions[frame]))

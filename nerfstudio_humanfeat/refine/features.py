@@ -24,7 +24,9 @@ def gaussian_blur(image: Float[Tensor, "C H W"], sigma: float) -> Float[Tensor, 
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = kernel / kernel.sum()
     channels = image.shape[0]
-    out = F.conv2d(image[None], kernel.reshape(1, 1, 1, -1).expand(channels, 1, 1, -1), padding=(0, radius), groups=channels)
+    out = F.conv2d(
+        image[None], kernel.reshape(1, 1, 1, -1).expand(channels, 1, 1, -1), padding=(0, radius), groups=channels
+    )
     out = F.conv2d(out, kernel.reshape(1, 1, -1, 1).expand(channels, 1, -1, 1), padding=(radius, 0), groups=channels)
     return out[0]
 

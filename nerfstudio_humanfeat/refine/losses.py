@@ -70,7 +70,9 @@ def joint_matching_loss(
     return ((targets.detach() - joints_2d) ** 2).sum(-1)[valid].mean()
 
 
-def rotation_regulariser(joint_rotations: Float[Tensor, "B 23 3"], joints: Sequence[int] = REGULARISED_JOINTS) -> Tensor:
+def rotation_regulariser(
+    joint_rotations: Float[Tensor, "B 23 3"], joints: Sequence[int] = REGULARISED_JOINTS
+) -> Tensor:
     """Squared residual angles (radians^2) of the head, hands and feet, averaged (``joints`` index the 24 SMPL joints;
     the residuals cover joints 1..23)."""
     index = torch.as_tensor([j - 1 for j in joints], dtype=torch.long, device=joint_rotations.device)

@@ -61,7 +61,9 @@ def compose_axis_angle(first: Float[Tensor, "*bs 3"], second: Float[Tensor, "*bs
 
 
 # ------------------------------------------------------------------------------------------ the field
-def rbf_features(times: Float[Tensor, " B"], num_features: int = 100, width: float | None = None) -> Float[Tensor, "B F"]:
+def rbf_features(
+    times: Float[Tensor, " B"], num_features: int = 100, width: float | None = None
+) -> Float[Tensor, "B F"]:
     """Gaussian radial basis functions of t on ``num_features`` evenly spaced centres in [0, 1]; the width defaults to
     the spacing of the centres."""
     centres = torch.linspace(0.0, 1.0, num_features, device=times.device, dtype=times.dtype)

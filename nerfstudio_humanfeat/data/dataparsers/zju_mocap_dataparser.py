@@ -173,7 +173,9 @@ def read_splits_json(path: Path) -> Dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise HumanDataError(f"{path}: cannot read the split file ({err})") from err
+        raise HumanDataError(
+            f"{path}: cannot read the split file (expected a JSON object with train_subjects, test_subjects): {err}"
+        ) from err
     if not isinstance(data, dict):
         raise HumanDataError(f"{path}: expected a JSON object with train_subjects and test_subjects")
     for key in ("train_subjects", "test_subjects", "source_cameras", "target_cameras"):
