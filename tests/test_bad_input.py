@@ -249,3 +249,21 @@ def test_checkpoint_of_another_method(tmp_path):
 def _eval_setup_without_checkpoint(config):
     """The pipeline that ns-eval sets up for a config (no checkpoint loaded)."""
     return None, config.pipeline.setup(device="cpu", test_mode="test"), None, 0
+
+
+def test_keypoint_exporter_options_out_of_range(good):
+    from types import SimpleNamespace
+
+    from nerfstudio_humanfeat.scripts.export_keypoints import ExportKeypoints
+
+    model = SimpleNamespace(catalog=parse(good.root.parent, subjects_train=("CoreView_377",)))
+    subject = model.catalog.subjects[0]
+    config = Path("outputs/demo/ghnerf/run/config.yml")
+    cases = [
+        (lambda: ExportKeypoints(config, subjects=["CoreView_999"]).chosen_subjects(model), "(--subjects)"),
+        (lambda: ExportKeypoints(config, frames=[0, 7]).frame_indices(subject), "expected indices 0..2"),
+        (lambda: ExportKeypoints(config, cameras=[4]).camera_indices(subject), "expected indices 0..3"),
+    ]
+    for call, expected in cases:
+        with pytest.raises(SystemExit, match=re.escape(str(config)) + ".*" + re.escape(expected)):
+            call()

@@ -38,7 +38,6 @@ def yaw(angle: float) -> torch.Tensor:
     up = axis_angle_to_matrix(torch.tensor([math.pi / 2, 0.0, 0.0]))
     turn = axis_angle_to_matrix(torch.tensor([0.0, 0.0, angle]))
     rot = turn @ up
-    q = torch.tensor(np.array([0.0]))  # noqa: F841 - keeps numpy imported for the I/O test
     angle_ = torch.arccos(((rot.trace() - 1) / 2).clamp(-1, 1))
     axis = torch.stack([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
     return axis / (2 * torch.sin(angle_)) * angle_

@@ -42,6 +42,7 @@ LABELS = {
     "hfnerf": "HFNeRF+ResNet34",
     "hfnerf-dino": "HFNeRF+DINO",
     "keypointnerf": "KeypointNeRF+Heads",
+    "anipixel": "AniPixel+Heads",
 }
 COLUMNS: Tuple[Tuple[str, str, str], ...] = (
     ("psnr", "PSNR ↑", ".2f"),

@@ -96,19 +96,28 @@ class ExportKeypoints:
         names = self.subjects or [s.name for s in model.catalog.subjects if s.split == "test"] or list(by_name)
         unknown = [n for n in names if n not in by_name]
         if unknown:
-            raise SystemExit(f"unknown subjects {unknown}; the dataset has {list(by_name)}")
+            raise SystemExit(
+                f"{self.load_config}: unknown subjects {unknown} (--subjects); expected subjects of its dataset: "
+                f"{list(by_name)}"
+            )
         return [by_name[n] for n in names]
 
     def frame_indices(self, subject: SubjectRecord) -> List[int]:
         indices = list(range(len(subject.frames))) if self.frames is None else self.frames
         if any(not 0 <= i < len(subject.frames) for i in indices):
-            raise SystemExit(f"{subject.name} has frames 0..{len(subject.frames) - 1}, not {indices}")
+            raise SystemExit(
+                f"{self.load_config}: --frames {indices} out of range: expected indices 0..{len(subject.frames) - 1} "
+                f"of {subject.name}'s selected frames"
+            )
         return indices
 
     def camera_indices(self, subject: SubjectRecord) -> List[int]:
         cameras = subject.target_cameras if self.cameras is None else self.cameras
         if any(not 0 <= c < len(subject.rig) for c in cameras):
-            raise SystemExit(f"{subject.name} has cameras 0..{len(subject.rig) - 1}, not {cameras}")
+            raise SystemExit(
+                f"{self.load_config}: --cameras {cameras} out of range: expected indices 0..{len(subject.rig) - 1} "
+                f"of {subject.name}'s cameras"
+            )
         return cameras
 
     def export_subject(self, model: HumanFeatureModel, subject: SubjectRecord, advance: Callable[[], None]) -> None:

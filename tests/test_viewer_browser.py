@@ -1,0 +1,303 @@
+"""ns-viewer on a trained checkpoint, in a real browser: headless Chromium driven by selenium.
+
+Trains 3 real ns-train steps of ghnerf on the tiny synthetic data, starts ``ns-viewer`` on the checkpoint, opens the
+viser page, waits for the websocket (the GUI arrives only through it), then switches the output to rgb,
+joint_heatmap, skeleton and densepose_color and changes the plugin's Subject and Frame controls, with a screenshot of
+the page and of the 3D canvas at each step. The canvas must show a rendered, non-blank image that depends on the
+output, the subject and the frame.
+
+Screenshots and the viewer's log go to ``tests/artifacts/viewer/`` (ignored by git, kept after a failing run; set
+$HUMANFEAT_VIEWER_ARTIFACTS to move them). Needs Debian's ``chromium`` and ``chromium-driver``
+(``scripts/install_browser.sh``); without them the test is skipped with the reason, unless
+$HUMANFEAT_REQUIRE_BROWSER=1 (``make viewer-test``, ``.ci/run``), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nerfstudio_humanfeat.configs.cli import with_dataparser
+from nerfstudio_humanfeat.configs.cpu import cpu_overrides
+
+BIN = Path(sys.executable).parent
+CHROMIUM = Path(os.environ.get("HUMANFEAT_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("HUMANFEAT_CHROMEDRIVER", "/usr/bin/chromedriver"))
+ARTIFACTS = Path(os.environ.get("HUMANFEAT_VIEWER_ARTIFACTS", Path(__file__).parent / "artifacts" / "viewer"))
+REQUIRED = os.environ.get("HUMANFEAT_REQUIRE_BROWSER", "") not in ("", "0")
+CHROMIUM_FLAGS = [
+    # No network here: without these Chromium waits on connections it cannot make.
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1200,800",
+]  # fmt: skip
+OUTPUTS = ["rgb", "joint_heatmap", "skeleton", "densepose_color"]
+RENDER_TIMEOUT_S = 120.0
+
+
+def browser_missing() -> Optional[str]:
+    """Why the browser test cannot run here, or None."""
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if missing:
+        return f"Chromium not installed ({', '.join(missing)} missing): run scripts/install_browser.sh"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium not installed: pip install -e '.[dev]'"
+    return None
+
+
+MISSING = browser_missing()
+pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRED, reason=MISSING or "")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def require_browser() -> None:
+    """With $HUMANFEAT_REQUIRE_BROWSER a missing browser fails the test (before any training) instead of a skip."""
+    if MISSING:
+        pytest.fail(f"$HUMANFEAT_REQUIRE_BROWSER is set but {MISSING}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.5):
+    """The first truthy value of ``condition()`` within ``timeout`` seconds; fails with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if isinstance(value, np.ndarray) or value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; screenshots in {ARTIFACTS}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """config.yml of ghnerf after 3 real ns-train steps on the tiny synthetic data."""
+    work = tmp_path_factory.mktemp("viewer")
+    tiny = [
+        "--pipeline.datamanager.train-num-rays-per-batch", "128",
+        "--pipeline.datamanager.eval-num-rays-per-batch", "128",
+        "--pipeline.datamanager.dataparser.eval-max-views", "2",
+    ]  # fmt: skip
+    run = ["--output-dir", str(work / "outputs"), "--experiment-name", "view", "--timestamp", "run"]
+    args = ["ghnerf", "--data", str(tiny_dataset), *run, "--max-num-iterations", "3",
+            *with_dataparser([*cpu_overrides("ghnerf"), *tiny])]  # fmt: skip
+    result = subprocess.run([str(BIN / "ns-train"), *args], cwd=work, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"ns-train failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    config = work / "outputs" / "view" / "ghnerf" / "run" / "config.yml"
+    assert any(config.parent.joinpath("nerfstudio_models").glob("step-*.ckpt"))
+    return config
+
+
+@pytest.fixture(scope="module")
+def viewer_url(checkpoint: Path, artifacts: Path):
+    """http://127.0.0.1:<port> of ns-viewer serving the checkpoint (its log: artifacts/ns-viewer.log)."""
+    port = free_port()
+    log = open(artifacts / "ns-viewer.log", "w")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [str(BIN / "ns-viewer"), "--load-config", str(checkpoint), "--viewer.websocket-port", str(port)],
+        cwd=checkpoint.parent,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HUMANFEAT_FRAME": ""},
+    )
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"ns-viewer exited with {process.returncode}:\n{(artifacts / 'ns-viewer.log').read_text()}")
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(listening, 300, f"ns-viewer to listen on port {port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def driver(viewer_url: str):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tempfile.mkdtemp(prefix="humanfeat-chromium-")
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        browser.get(viewer_url)
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+class Page:
+    """The viser page: its GUI controls by label (Mantine components) and its 3D canvas."""
+
+    def __init__(self, driver, artifacts: Path) -> None:
+        self.driver = driver
+        self.artifacts = artifacts
+
+    def find(self, xpath: str):
+        from selenium.webdriver.common.by import By
+
+        found = self.driver.find_elements(By.XPATH, xpath)
+        return found[0] if found else None
+
+    def control(self, label: str):
+        """The input element of the GUI control with this label (viser: <label for=id> beside the input)."""
+        element = wait_for(lambda: self.find(f"//label[normalize-space(.)='{label}']"), 60, f"the {label!r} control")
+        return self.driver.find_element("id", element.get_attribute("for"))
+
+    def choose(self, label: str, value: str) -> None:
+        """Pick a dropdown option (a Mantine Select: click it, then the option in its list)."""
+        field = self.control(label)
+        field.click()
+        option = wait_for(
+            lambda: self.find(f"//*[@role='option' and normalize-space(.)='{value}']"), 30, f"option {value!r}"
+        )
+        option.click()
+        wait_for(lambda: field.get_attribute("value") == value, 30, f"{label!r} to show {value!r}")
+
+    def type_number(self, label: str, value: int) -> None:
+        """Set a slider through the number input beside it."""
+        from selenium.webdriver.common.keys import Keys
+
+        slider = self.control(label)
+        number = slider.find_element("xpath", "./ancestor::div[.//input[not(@type='hidden')]][1]//input[@type='text']")
+        number.click()
+        number.send_keys(Keys.CONTROL, "a")
+        number.send_keys(str(value))
+        wait_for(lambda: number.get_attribute("value") == str(value), 30, f"{label!r} to show {value}")
+
+    def click_button(self, text: str) -> None:
+        button = wait_for(lambda: self.find(f"//button[normalize-space(.)='{text}']"), 60, f"the {text!r} button")
+        button.click()
+
+    def canvas(self) -> np.ndarray:
+        """The 3D canvas as it is on screen (RGB, uint8)."""
+        from selenium.webdriver.common.by import By
+
+        canvas = self.driver.find_element(By.TAG_NAME, "canvas")
+        return np.asarray(Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("RGB"))
+
+    def save(self, name: str, canvas: np.ndarray) -> None:
+        Image.fromarray(canvas).save(self.artifacts / f"{name}-canvas.png")
+        self.driver.save_screenshot(str(self.artifacts / f"{name}-page.png"))
+
+    def settled_canvas(self, before: np.ndarray, what: str) -> np.ndarray:
+        """The canvas once it differs from ``before`` and has stayed the same for two looks (the render is in)."""
+        state: Dict[str, np.ndarray] = {}
+
+        def settled() -> Optional[np.ndarray]:
+            now = self.canvas()
+            previous, state["last"] = state.get("last"), now
+            if previous is None or previous.shape != now.shape or changed(now, before) < 0.005:
+                return None
+            return now if changed(now, previous) == 0 else None
+
+        return wait_for(settled, RENDER_TIMEOUT_S, f"the canvas to change and settle after {what}", interval=1.5)
+
+
+def changed(a: np.ndarray, b: np.ndarray, tolerance: int = 12) -> float:
+    """The fraction of pixels whose colour differs by more than ``tolerance`` (sum over channels)."""
+    if a.shape != b.shape:
+        return 1.0
+    return float((np.abs(a.astype(int) - b.astype(int)).sum(-1) > tolerance).mean())
+
+
+def non_blank(image: np.ndarray) -> float:
+    """The fraction of pixels away from the image's most common colour (a blank canvas: 0)."""
+    flat = image.reshape(-1, 3)
+    colours, counts = np.unique(flat // 8, axis=0, return_counts=True)
+    dominant = colours[counts.argmax()] * 8 + 4
+    return float((np.abs(flat.astype(int) - dominant).sum(-1) > 40).mean())
+
+
+def test_viewer_renders_each_output_subject_and_frame_in_chromium(driver, artifacts: Path, tiny_dataset: Path):
+    page = Page(driver, artifacts)
+    started = time.monotonic()
+    # The GUI comes from the server through the websocket: its controls on the page mean the viewer is connected.
+    page.control("Output type")
+    wait_for(lambda: page.find("//*[normalize-space(.)='Connected']"), 60, "the 'Connected' status")
+    empty = page.canvas()
+    page.save("00-connected", empty)
+    page.click_button("Hide Train Cams")  # the canvas then shows the render alone, not the cameras' thumbnails
+    time.sleep(1.0)
+    # Unchecked, the viewer's time slider walks through all subjects and frames; checked, Subject/Frame choose.
+    pick = page.control("Pick subject/frame here")
+    if not pick.is_selected():
+        pick.click()
+    wait_for(lambda: pick.is_selected(), 30, "'Pick subject/frame here' to be checked")
+    # The output list is filled after the first render, with rgb chosen.
+    output = page.control("Output type")
+    wait_for(lambda: output.get_attribute("value") == "rgb", RENDER_TIMEOUT_S, "the first render (output rgb)")
+    current = page.settled_canvas(empty, "the first render")
+
+    shots: Dict[str, np.ndarray] = {}
+    for index, name in enumerate(OUTPUTS):
+        if name != "rgb":
+            page.choose("Output type", name)
+            current = page.settled_canvas(current, f"choosing output {name}")
+        shots[name] = current
+        page.save(f"{index + 1:02d}-{name}", current)
+    paths = f"screenshots in {artifacts}"
+    for name, image in shots.items():
+        assert non_blank(image) > 0.01, f"{name}: the canvas is blank ({non_blank(image):.4f} non-blank); {paths}"
+        assert changed(image, empty) > 0.01, f"{name}: the canvas shows no render; {paths}"
+    for i, first in enumerate(OUTPUTS):
+        for second in OUTPUTS[i + 1 :]:
+            difference = changed(shots[first], shots[second])
+            assert difference > 0.005, f"{first} and {second} look the same ({difference:.4f} changed); {paths}"
+
+    # Subject and Frame re-render the chosen output for another person and another frame.
+    page.choose("Output type", "rgb")
+    before = page.settled_canvas(current, "choosing output rgb again")
+    subjects: List[str] = sorted(p.name for p in tiny_dataset.iterdir() if p.name.startswith("synth_"))
+    shown = page.control("Subject").get_attribute("value")
+    other = next(s for s in subjects if s != shown)
+    page.choose("Subject", other)
+    subject_shot = page.settled_canvas(before, f"choosing subject {other}")
+    page.save(f"05-subject-{other}", subject_shot)
+    page.type_number("Frame", 1)
+    frame_shot = page.settled_canvas(subject_shot, "frame 1")
+    page.save(f"06-subject-{other}-frame-1", frame_shot)
+    for label, image in (("subject", subject_shot), ("frame", frame_shot)):
+        assert non_blank(image) > 0.01, f"after changing the {label}: blank canvas; {paths}"
+    assert changed(subject_shot, before) > 0.005, f"subject {other} renders as {shown} did; {paths}"
+    assert changed(frame_shot, subject_shot) > 0.001, f"frame 1 of {other} renders as frame 0; {paths}"
+    print(f"viewer browser test: {time.monotonic() - started:.0f} s in the browser; {paths}")
