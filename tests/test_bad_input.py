@@ -12,8 +12,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from nerfstudio.plugins.registry import discover_methods
-from nerfstudio.utils.eval_utils import eval_setup
 from zju_fixtures import SequenceSpec, SequenceTruth, look_at, rewrite_annots, write_dataset
 
 from nerfstudio_humanfeat.body.smpl import SMPL_MODEL_ENV, resolve_smpl_model
@@ -216,6 +214,8 @@ def test_renderpeople_duplicated_camera(tmp_path):
 
 def save_run(method: str, data: Path, output: Path):
     """config.yml of a run of `method` on `data` (as ns-train writes it) and its checkpoint folder."""
+    from nerfstudio.plugins.registry import discover_methods  # imports every method: only where needed
+
     config = copy.deepcopy(discover_methods()[0][method])
     config.pipeline.datamanager.data = data
     config.output_dir, config.experiment_name, config.timestamp = output, "bad", "run"
@@ -225,12 +225,16 @@ def save_run(method: str, data: Path, output: Path):
 
 
 def test_config_pointing_at_a_deleted_dataset(tmp_path):
+    from nerfstudio.utils.eval_utils import eval_setup
+
     config = save_run("enerf-heatmap", tmp_path / "deleted_dataset", tmp_path / "outputs")
     with naming(tmp_path / "deleted_dataset", "data root not found (expected a folder of ZJU-MoCap sequences)"):
         eval_setup(config.get_base_dir() / "config.yml", test_mode="test")
 
 
 def test_checkpoint_of_another_method(tmp_path):
+    from nerfstudio.utils.eval_utils import eval_setup
+
     data = tmp_path / "data"
     write_dataset(
         data, [SequenceSpec(name="CoreView_377", num_frames=1), SequenceSpec(name="CoreView_313", num_frames=1)]

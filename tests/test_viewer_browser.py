@@ -44,6 +44,15 @@ CHROMIUM_FLAGS = [
     "--disable-dev-shm-usage", "--window-size=1200,800",
 ]  # fmt: skip
 OUTPUTS = ["rgb", "joint_heatmap", "skeleton", "densepose_color"]
+VISIBLE_CANVAS_JS = """
+const canvas = document.querySelector("canvas").getBoundingClientRect();
+let right = canvas.right;
+for (let el = document.querySelector("label"); el; el = el.parentElement) {
+  const box = el.getBoundingClientRect();  // the control panel: the widest ancestor of a label over the canvas
+  if (box.width < 0.6 * canvas.width && box.height > 0.5 * canvas.height) right = Math.min(right, box.left);
+}
+return [canvas.left, canvas.top, right, canvas.bottom, window.innerWidth];
+"""
 RENDER_TIMEOUT_S = 120.0
 
 
@@ -209,11 +218,22 @@ class Page:
         button.click()
 
     def canvas(self) -> np.ndarray:
-        """The 3D canvas as it is on screen (RGB, uint8)."""
+        """The part of the 3D canvas that the control panel leaves visible, as on screen (RGB, uint8)."""
+        left, top, right, bottom, width = self.driver.execute_script(VISIBLE_CANVAS_JS)
+        page = Image.open(io.BytesIO(self.driver.get_screenshot_as_png())).convert("RGB")
+        scale = page.width / width  # device pixels per CSS pixel
+        box = tuple(round(v * scale) for v in (left, top, right, bottom))
+        return np.asarray(page.crop(box))
+
+    def zoom_out(self, wheel_steps: int) -> None:
+        """Turn the mouse wheel over the canvas: the camera backs away from the origin (viser's orbit target)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
         from selenium.webdriver.common.by import By
 
-        canvas = self.driver.find_element(By.TAG_NAME, "canvas")
-        return np.asarray(Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("RGB"))
+        origin = ScrollOrigin.from_element(self.driver.find_element(By.TAG_NAME, "canvas"), -200, 0)
+        for _ in range(wheel_steps):
+            ActionChains(self.driver).scroll_from_origin(origin, 0, 400).perform()
 
     def save(self, name: str, canvas: np.ndarray) -> None:
         Image.fromarray(canvas).save(self.artifacts / f"{name}-canvas.png")
