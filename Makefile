@@ -11,7 +11,7 @@ METHOD ?= ghnerf
 # ns-humanfeat-bench flags, e.g. make bench-table BENCH_ARGS="--minutes 10 --max-steps 100000"
 BENCH_ARGS ?= --max-steps 1000 --eval-every 250
 
-.PHONY: install test lint demo demo-data bench bench-table clean-demo
+.PHONY: install test viewer-test lint demo demo-data bench bench-table clean-demo
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+# The viewer in headless Chromium alone (installs Chromium when missing; a missing browser fails, never skips).
+viewer-test: install
+	bash scripts/install_browser.sh
+	HUMANFEAT_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q tests/test_viewer_browser.py
 
 lint: install
 	$(BIN)/ruff check nerfstudio_humanfeat tests benchmarks

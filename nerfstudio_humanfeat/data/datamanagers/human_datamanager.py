@@ -136,8 +136,12 @@ class HumanDataManager(DataManager):
         self.train_indices = [i for i, (fk, _) in enumerate(views) if self.catalog.frame_keys[fk][0] in mine]
         if not self.train_indices:
             raise ValueError(f"rank {self.local_rank} of {self.world_size} has no training subject ({subjects})")
+        rank = ""
+        if self.world_size > 1:  # which subjects this process trains on (tests/test_two_processes.py reads it)
+            names = ", ".join(self.catalog.subjects[i].name for i in sorted(mine))
+            rank = f"rank {self.local_rank} of {self.world_size} ({names}): "
         CONSOLE.print(
-            f"[bold]humanfeat[/bold]: {len(self.train_indices)} training views from {len(mine)} subjects; "
+            f"[bold]humanfeat[/bold]: {rank}{len(self.train_indices)} training views from {len(mine)} subjects; "
             f"{len(self.eval_dataset)} evaluation views"
         )
 
