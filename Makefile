@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# the capture extra without its declared deps, which clash with nerfstudio's pins (docs/capture.md)
+	$(BIN)/python -m pip install -q --no-deps mediapipe==0.10.14 flatbuffers
 	@command -v ffmpeg >/dev/null || ln -sf "$$($(BIN)/python -c 'import imageio_ffmpeg as f; print(f.get_ffmpeg_exe())')" $(BIN)/ffmpeg
 	@touch $@
 

@@ -131,7 +131,11 @@ def test_bench_runs_the_budgeted_ns_train_command_line():
     assert "--max-num-iterations" not in command and "--pipeline.model.hidden-dim" not in command  # paper settings
     assert command[command.index("--steps-per-save") + 1] == "500"
     cpu = Bench(methods=("hfnerf",), train_args="--pipeline.model.hidden-dim 32").train_command("hfnerf", Path("d"))
-    assert cpu[cpu.index("--max-num-iterations") + 1] == "1000" and cpu[-2:] == ["--pipeline.model.hidden-dim", "32"]
+    assert cpu[cpu.index("--max-num-iterations") + 1] == "1000"
+    hidden = [cpu[i + 1] for i, arg in enumerate(cpu) if arg == "--pipeline.model.hidden-dim"]
+    assert hidden[-1] == "32"  # the user's train args come last, so they win over the CPU overrides
+    parser_at = cpu.index("zju-mocap")  # dataparser options follow the dataparser subcommand
+    assert all(not arg.startswith("--pipeline.datamanager.dataparser.") for arg in cpu[:parser_at])
 
 
 def test_keypoints_3d_are_the_peaks_of_the_heatmap_field_averaged_over_cameras(trained_model, monkeypatch):

@@ -8,6 +8,7 @@ from pathlib import Path
 import tyro
 from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
 
+from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.scripts.learning_bench import (
     LearningBench,
     checkpoint_minutes,
@@ -17,7 +18,7 @@ from nerfstudio_humanfeat.scripts.learning_bench import (
 
 
 def test_overfit_flags_select_one_frame_of_one_subject_evaluated_on_itself(tiny_dataset: Path):
-    args = ["enerf-heatmap", "--data", str(tiny_dataset), *overfit_flags("synth_000", 8)]
+    args = with_dataparser(["enerf-heatmap", "--data", str(tiny_dataset), *overfit_flags("synth_000", 8)])
     config = tyro.cli(AnnotatedBaseConfigUnion, args=args)
     config.pipeline.datamanager.dataparser.data = tiny_dataset
     parser = config.pipeline.datamanager.dataparser.setup()
