@@ -5,11 +5,10 @@ set -euo pipefail
 method=${1:-ghnerf}; data=${2:-data/synth-demo}; out=${3:-outputs/demo}; steps=${4:-800}
 bin=.venv/bin
 start=$(date +%s)
-# shellcheck disable=SC2046
-$bin/ns-train "$method" --data "$data" --output-dir "$out" --experiment-name demo --timestamp run \
-    --max-num-iterations "$steps" $($bin/python -m nerfstudio_humanfeat.configs.cpu "$method") \
+$bin/ns-train "$method-cpu" --data "$data" --output-dir "$out" --experiment-name demo --timestamp run \
+    --max-num-iterations "$steps" --vis tensorboard --viewer.quit-on-train-completion True \
     zju-mocap --pipeline.datamanager.dataparser.eval-max-views 12
-config="$out/demo/$method/run/config.yml"
+config="$out/demo/$method-cpu/run/config.yml"
 $bin/ns-eval --load-config "$config" --output-path "$out/eval_$method.json" --render-output-path "$out/eval_images"
 $bin/ns-humanfeat-orbit --data "$data" --output "$out/orbit.json" --num-views 24 --seconds 2
 $bin/ns-render camera-path --load-config "$config" --camera-path-filename "$out/orbit.json" \

@@ -24,7 +24,8 @@ from nerfstudio.utils.eval_utils import eval_setup
 
 from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
-from nerfstudio_humanfeat.engine.distributed import HumanTrainerConfig, install_cpu_launcher
+from nerfstudio_humanfeat.engine.distributed import install_cpu_launcher
+from nerfstudio_humanfeat.engine.trainer import HumanTrainerConfig
 
 BIN = Path(sys.executable).parent
 TINY = [

@@ -1,12 +1,19 @@
-"""ns-train overrides that make every method train on a CPU in minutes at the synthetic data's resolution.
+"""CPU-sized settings: every method trains on a CPU in minutes at the synthetic data's resolution.
 
-ns-train ghnerf --data data/synth-demo $(python -m nerfstudio_humanfeat.configs.cpu ghnerf)
+They are registered as size variants of each method, as nerfstudio's ``nerfacto-big``: ``ns-train ghnerf-cpu --data
+data/synth-demo``. The same settings as ns-train flags (for scripts that add them to another method name):
+``python -m nerfstudio_humanfeat.configs.cpu ghnerf``.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
-from typing import List
+import types
+import typing
+from typing import Any, List, Sequence
+
+from nerfstudio.engine.trainer import TrainerConfig
 
 COMMON = [
     "--machine.device-type", "cpu",
@@ -69,10 +76,80 @@ PER_METHOD = {
 }  # fmt: skip
 
 
+RUN_FLAGS = ("--vis", "--viewer.quit-on-train-completion")
+"""Flags of COMMON that say how a run is watched rather than how big it is: the ``-cpu`` variants keep nerfstudio's
+defaults for them (the viewer), scripts that must end on their own pass them."""
+
+
 def cpu_overrides(method: str) -> List[str]:
     """The CPU override flags for a registered method name."""
     family = method.split("-")[0]
     return COMMON + PER_METHOD.get(family, [])
+
+
+def split_flags(flags: Sequence[str]) -> List[tuple]:
+    """``["--a.b", "1", "--c", "x", "y"]`` as ``[("a.b", ["1"]), ("c", ["x", "y"])]``."""
+    pairs: List[tuple] = []
+    for arg in flags:
+        if arg.startswith("--"):
+            pairs.append((arg[2:], []))
+        elif not pairs:
+            raise ValueError(f"value {arg!r} before any --flag in {list(flags)}")
+        else:
+            pairs[-1][1].append(arg)
+    return pairs
+
+
+def _scalar(value: str, kind: Any) -> Any:
+    if kind is bool:
+        if value not in ("True", "False"):
+            raise ValueError(f"expected True or False, got {value!r}")
+        return value == "True"
+    if value == "None":
+        return None
+    return kind(value) if kind in (int, float) else value
+
+
+def _parse(values: List[str], annotation: Any, current: Any) -> Any:
+    """Values given on the command line, typed by the field's annotation (or its current value)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        annotation = options[0] if len(options) == 1 else None
+    origin = typing.get_origin(annotation)
+    if origin in (tuple, list) or (annotation is None and isinstance(current, (tuple, list))):
+        element = next(iter(typing.get_args(annotation)), str) if origin else type(current[0]) if current else str
+        return (tuple if origin is tuple or isinstance(current, tuple) else list)(_scalar(v, element) for v in values)
+    (value,) = values
+    if annotation in (bool, int, float):
+        return _scalar(value, annotation)
+    return _scalar(value, type(current) if isinstance(current, (bool, int, float)) else str)
+
+
+def apply_flags(config: Any, flags: Sequence[str]) -> Any:
+    """Set ns-train style dotted flags (``--pipeline.model.hidden-dim 64``) on a config in place; returns it."""
+    for path, values in split_flags(flags):
+        *parents, name = path.replace("-", "_").split(".")
+        target = config
+        for part in parents:
+            target = target[part] if isinstance(target, dict) else getattr(target, part)
+        if isinstance(target, dict):
+            target[name] = _parse(values, None, target[name])
+        elif not hasattr(target, name):
+            raise AttributeError(f"--{path}: {type(target).__name__} has no field {name!r}")
+        else:
+            annotation = typing.get_type_hints(type(target)).get(name)
+            setattr(target, name, _parse(values, annotation, getattr(target, name)))
+    return config
+
+
+def cpu_variant(config: TrainerConfig) -> TrainerConfig:
+    """A copy of a method's trainer config with its CPU-sized settings, registered as ``<method>-cpu``."""
+    flags = cpu_overrides(config.method_name)
+    pairs = split_flags(flags)
+    sized = [arg for flag, values in pairs if f"--{flag}" not in RUN_FLAGS for arg in (f"--{flag}", *values)]
+    variant = apply_flags(copy.deepcopy(config), sized)
+    variant.method_name = f"{config.method_name}-cpu"
+    return variant
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The methods this plugin registers with nerfstudio (``ns-train <name>``).
 
 Defaults follow the papers (512x512 ZJU-MoCap, GHNeRF: Adam 5e-4 halved every 50k steps, 200k steps).
-For a CPU, append the overrides of ``nerfstudio_humanfeat.configs.cpu`` (``python -m
-nerfstudio_humanfeat.configs.cpu ghnerf`` prints them).
+Every method has a CPU-sized variant ``<method>-cpu`` (settings in ``nerfstudio_humanfeat.configs.cpu``); without
+CUDA any of them trains on the CPU.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from nerfstudio_humanfeat.configs.cpu import cpu_variant
 from nerfstudio_humanfeat.data.datamanagers.human_datamanager import HumanDataManagerConfig
 from nerfstudio_humanfeat.data.dataparsers import ZJUMocapDataParserConfig
-from nerfstudio_humanfeat.engine.distributed import HumanTrainerConfig
+from nerfstudio_humanfeat.engine.trainer import HumanTrainerConfig
 from nerfstudio_humanfeat.models.anipixel import AniPixelModelConfig
 from nerfstudio_humanfeat.models.ghnerf import GHNeRFModelConfig
 from nerfstudio_humanfeat.models.hfnerf import HFNeRFModelConfig
@@ -147,3 +148,18 @@ loss, as KeypointNeRF), the 3 nearest source views, 64 coarse + 16 fine samples 
 reports novel views and, from the zju-mocap dataparser's ``novel_pose`` views, novel poses (``novel_pose/...``); with
 the human36m subcommand add ``--pipeline.datamanager.dataparser.novel-pose True``. ``--pipeline.model.feature-heads
 False`` gives the paper's method without this plugin's heatmap and dense-pose heads."""
+
+
+def _cpu(spec: MethodSpecification) -> MethodSpecification:
+    """The CPU-sized variant of a method (``<method>-cpu``; settings in ``configs/cpu.py``)."""
+    return MethodSpecification(config=cpu_variant(spec.config), description=f"{spec.description} CPU-sized.")
+
+
+ghnerf_cpu = _cpu(ghnerf)
+ghnerf_dino_cpu = _cpu(ghnerf_dino)
+ghnerf_resnet18_cpu = _cpu(ghnerf_resnet18)
+enerf_heatmap_cpu = _cpu(enerf_heatmap)
+hfnerf_cpu = _cpu(hfnerf)
+hfnerf_dino_cpu = _cpu(hfnerf_dino)
+keypointnerf_cpu = _cpu(keypointnerf)
+anipixel_cpu = _cpu(anipixel)

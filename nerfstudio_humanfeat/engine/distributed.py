@@ -5,7 +5,7 @@ nerfstudio's ``launch``, but nerfstudio 1.1.5's spawned worker asserts that CUDA
 many GPUs as processes) before it starts gloo, and its pipeline wraps the model in DistributedDataParallel with
 ``device_ids=[rank]``, which torch rejects for a CPU model. This plugin fixes both without touching nerfstudio:
 
-- ``HumanTrainerConfig`` (the trainer config of every registered method) swaps nerfstudio's spawned worker for
+- ``HumanTrainerConfig`` (``engine.trainer``, the trainer config of every registered method) swaps nerfstudio's spawned worker for
   ``cpu_distributed_worker`` when ns-train saves the config, just before it launches the processes; the worker
   starts a gloo process group for CPU (and MPS) devices and hands CUDA to nerfstudio's worker unchanged.
 - ``HumanPipeline`` wraps its model in DistributedDataParallel without device ids on the CPU (see
@@ -18,7 +18,6 @@ checkpoints (nerfstudio's ``check_main_thread``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -87,17 +86,6 @@ def install_cpu_launcher() -> bool:
         ns_train._nerfstudio_distributed_worker = ns_train._distributed_worker
         ns_train._distributed_worker = cpu_distributed_worker
     return True
-
-
-@dataclass
-class HumanTrainerConfig(TrainerConfig):
-    """nerfstudio's trainer config; ns-train with ``--machine.num-devices N`` also runs N processes on the CPU."""
-
-    def save_config(self) -> None:
-        """Save config.yml (nerfstudio), and let ns-train's launcher start CPU processes (it is called just before)."""
-        if self.machine.num_devices * self.machine.num_machines > 1 and self.machine.device_type != "cuda":
-            install_cpu_launcher()
-        super().save_config()
 
 
 def ddp_wrap(model: torch.nn.Module, device: str, local_rank: int) -> DDP:
