@@ -5,8 +5,9 @@ nerfstudio's ``launch``, but nerfstudio 1.1.5's spawned worker asserts that CUDA
 many GPUs as processes) before it starts gloo, and its pipeline wraps the model in DistributedDataParallel with
 ``device_ids=[rank]``, which torch rejects for a CPU model. This plugin fixes both without touching nerfstudio:
 
-- ``HumanTrainerConfig`` (``engine.trainer``, the trainer config of every registered method) swaps nerfstudio's spawned worker for
-  ``cpu_distributed_worker`` when ns-train saves the config, just before it launches the processes; the worker
+- ``HumanTrainerConfig`` (``engine.trainer``, the trainer config of every registered method) swaps nerfstudio's
+  spawned worker for ``cpu_distributed_worker`` when ns-train saves the config, just before it launches the processes;
+  the worker
   starts a gloo process group for CPU (and MPS) devices and hands CUDA to nerfstudio's worker unchanged.
 - ``HumanPipeline`` wraps its model in DistributedDataParallel without device ids on the CPU (see
   ``ddp_wrap``), so gradients are averaged over the processes by gloo.
