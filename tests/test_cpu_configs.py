@@ -52,3 +52,15 @@ def test_without_cuda_ns_train_uses_the_cpu_and_says_so_once(monkeypatch, capsys
     assert not config.use_cpu_without_cuda()  # settled: said once
     out = capsys.readouterr().out
     assert out.count("no CUDA device, training on the CPU") == 1 and "ghnerf-cpu" in out
+
+
+def test_configs_saved_when_the_trainer_config_lived_in_engine_distributed_still_load() -> None:
+    import yaml
+
+    from nerfstudio_humanfeat.engine.trainer import HumanTrainerConfig
+
+    config = yaml.load(
+        "!!python/object:nerfstudio_humanfeat.engine.distributed.HumanTrainerConfig {method_name: ghnerf}",
+        Loader=yaml.Loader,
+    )
+    assert type(config) is HumanTrainerConfig and config.method_name == "ghnerf"

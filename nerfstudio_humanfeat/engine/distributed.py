@@ -99,3 +99,12 @@ def ddp_wrap(model: torch.nn.Module, device: str, local_rank: int) -> DDP:
     else:
         dist.barrier()
     return wrapped
+
+
+def __getattr__(name: str) -> Any:
+    """``HumanTrainerConfig`` lived here before ``engine.trainer``: config.yml files saved then still load."""
+    if name == "HumanTrainerConfig":
+        from nerfstudio_humanfeat.engine.trainer import HumanTrainerConfig
+
+        return HumanTrainerConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
