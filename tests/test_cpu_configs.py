@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import tyro
@@ -42,9 +44,7 @@ def test_apply_flags_types_values_and_names_unknown_fields() -> None:
 
 
 def test_without_cuda_ns_train_uses_the_cpu_and_says_so_once(monkeypatch, capsys) -> None:
-    config = method_configs.ghnerf.config
-    config = type(config)(**{f: getattr(config, f) for f in config.__dataclass_fields__})
-    config.machine = type(config.machine)()
+    config = copy.deepcopy(method_configs.ghnerf.config)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert not config.use_cpu_without_cuda() and config.machine.device_type == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
