@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -215,3 +216,29 @@ def test_processed_dataset_is_accepted(processed) -> None:
         [str(BIN / "ns-humanfeat-inspect"), "--data", str(out)], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _ns_train(method: str, data: Path, work: Path, *model_flags: str) -> subprocess.CompletedProcess:
+    args = [str(BIN / "ns-train"), f"{method}-cpu", "--data", str(data), "--output-dir", str(work)]
+    args += ["--timestamp", "run", "--max-num-iterations", "2", "--vis", "tensorboard"]
+    args += ["--viewer.quit-on-train-completion", "True", *model_flags]
+    args += ["--pipeline.datamanager.train-num-rays-per-batch", "64", "zju-mocap"]
+    args += ["--pipeline.datamanager.dataparser.eval-subjects", "train"]  # the capture is the only subject
+    args += ["--pipeline.datamanager.dataparser.eval-max-views", "1"]
+    return subprocess.run(args, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@needs_mediapipe
+def test_methods_with_a_body_model_refuse_the_capture_and_the_others_train_on_it(processed, tmp_path: Path) -> None:
+    _, out, _ = processed
+    for method, model in (("anipixel", "AniPixelModel"), ("keypointnerf", "KeypointNeRFModel")):
+        refused = _ns_train(method, out, tmp_path)
+        assert refused.returncode != 0
+        message = refused.stdout + refused.stderr
+        assert f"{model} poses an SMPL fit per frame" in message and str(out / "capture") in message
+        assert "params/<i>.npy" in message and not list(tmp_path.glob("**/*.ckpt"))
+    assert "--pipeline.model.keypoints triangulated" in message
+    for method, flags in (("ghnerf", ()), ("keypointnerf", ("--pipeline.model.keypoints", "triangulated"))):
+        trained = _ns_train(method, out, tmp_path, *flags)
+        assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
+        assert list(tmp_path.glob(f"**/{method}-cpu/run/nerfstudio_models/step-000000001.ckpt"))

@@ -218,6 +218,7 @@ class AniPixelModel(HumanFeatureModel):
 
     config: AniPixelModelConfig
     supports_novel_pose = True
+    needs_smpl = True
 
     def populate_modules(self) -> None:
         super().populate_modules()

@@ -28,7 +28,7 @@ from torch.nn import Parameter
 from nerfstudio_humanfeat.body.smpl import BodyPose
 from nerfstudio_humanfeat.camera_utils import opencv_from_cameras
 from nerfstudio_humanfeat.data.bodies import FrameBody
-from nerfstudio_humanfeat.data.catalog import HumanCatalog
+from nerfstudio_humanfeat.data.catalog import HumanCatalog, HumanDataError
 from nerfstudio_humanfeat.keypoints import (
     draw_skeleton,
     embedding_to_color,
@@ -125,6 +125,22 @@ def default_render_frame(catalog: HumanCatalog, spec: Optional[str]) -> Tuple[st
     return (test or names)[0], 0, False
 
 
+def check_smpl_fits(catalog: HumanCatalog, method: str, hint: str = "") -> None:
+    """Raise, naming the subjects and the files expected, when frames of the catalog have no SMPL fit."""
+    missing: Dict[str, List[int]] = {}
+    for key in range(catalog.num_frames):
+        if catalog.frame(key).smpl_params is None:
+            missing.setdefault(str(catalog.subject(key).root), []).append(catalog.frame(key).frame_id)
+    if missing:
+        where = "; ".join(f"{root}: frames {ids[:5]}{' ...' if len(ids) > 5 else ''}" for root, ids in missing.items())
+        raise HumanDataError(
+            f"{method} poses an SMPL fit per frame, and these frames have none (expected params/<i>.npy or "
+            f"new_params/<i>.npy): {where}. A capture from ns-humanfeat-process has keypoints but no SMPL fit: fit "
+            "SMPL to it first (e.g. EasyMocap, written as params/), or train a method without a body model "
+            f"(ghnerf, enerf-heatmap, hfnerf){hint}"
+        )
+
+
 class HumanFeatureModel(Model):
     """Generalizable NeRF conditioned on source views that renders colour, depth, joint heatmaps and dense pose."""
 
@@ -132,6 +148,10 @@ class HumanFeatureModel(Model):
     catalog: HumanCatalog
     supports_novel_pose: bool = False
     """Whether the model renders a frame's pose from the source views of another frame (animatable methods)."""
+    needs_smpl: bool = False
+    """Whether the model poses each frame's SMPL fit (skinning): it refuses datasets without one at set-up."""
+    smpl_hint: str = ""
+    """Appended to the refusal: how this method runs without an SMPL fit, where it can."""
 
     def populate_modules(self) -> None:
         super().populate_modules()
@@ -142,6 +162,8 @@ class HumanFeatureModel(Model):
                 "'zju-mocap' dataparser through HumanDataManager (pipeline: HumanPipelineConfig)"
             )
         self.catalog = metadata["catalog"]
+        if self.needs_smpl:
+            check_smpl_fits(self.catalog, type(self).__name__, self.smpl_hint)
         self.renderer_rgb = RGBRenderer(background_color=colors.BLACK)
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="expected")

@@ -143,6 +143,12 @@ class KeypointNeRFModel(HumanFeatureModel):
         self.sampler_uniform = UniformSampler(num_samples=cfg.num_coarse_samples)
         self.sampler_pdf = PDFSampler(num_samples=cfg.num_fine_samples)
 
+    smpl_hint = ", or keypointnerf with --pipeline.model.keypoints triangulated (or dataset)"
+
+    @property
+    def needs_smpl(self) -> bool:  # type: ignore[override]
+        return self.config.keypoints == "smpl"
+
     @property
     def num_keypoints(self) -> int:
         return NUM_SMPL_JOINTS if self.config.keypoints == "smpl" else len(BODY25_NAMES)
