@@ -21,6 +21,7 @@ import pytest
 import torch
 from nerfstudio.utils.eval_utils import eval_setup
 
+from nerfstudio_humanfeat.capture.estimator import mediapipe_available
 from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
 from nerfstudio_humanfeat.keypoints import draw_skeleton, extract_keypoints_2d, keypoint_valid
@@ -158,6 +159,11 @@ def test_ns_eval_loads_the_checkpoint_and_reports_metrics_on_held_out_subjects(t
     for key in ("psnr", "ssim", "heatmap_mse", "pck", "fps"):  # per-subject means, weighted by their view counts
         weighted = sum(count * results[f"subject/{name}/{key}"] for name, count in views_of.items()) / len(views)
         assert weighted == pytest.approx(results[key]), key
+    if mediapipe_available():  # GHNeRF Table 3's baseline beside the rendered keypoints, on the estimator's joints
+        assert "mediapipe" in results["notes/pose_baseline"] and 0 <= results["baseline_detected"] <= 1
+        assert 0 <= results["pck_baseline_joints"] <= 1 and "baseline_pck" in results
+    else:
+        assert "not computed" in results["notes/pose_baseline"] and "baseline_pck" not in results
 
 
 @pytest.mark.parametrize("trained", ["ghnerf", "hfnerf"], indirect=True)

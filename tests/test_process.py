@@ -242,3 +242,32 @@ def test_methods_with_a_body_model_refuse_the_capture_and_the_others_train_on_it
         trained = _ns_train(method, out, tmp_path, *flags)
         assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
         assert list(tmp_path.glob(f"**/{method}-cpu/run/nerfstudio_models/step-000000001.ckpt"))
+
+
+@needs_mediapipe
+def test_pose_baseline_scores_the_estimator_on_ground_truth_images(processed) -> None:
+    """GHNeRF Table 3's baseline: the estimator on ground-truth images of the generated subject finds the person,
+    and a PCK computed on the estimator's joints only (the small toes excluded) is high; a wrong image scores low."""
+    import torch
+
+    from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocapDataParserConfig
+    from nerfstudio_humanfeat.pose_baseline import make_pose_baseline
+
+    truth, _, _ = processed
+    outputs = ZJUMocapDataParserConfig(data=truth.parent, eval_subjects="train").setup()
+    catalog = outputs.get_dataparser_outputs("train").metadata["catalog"]
+    baseline, label = make_pose_baseline("mediapipe")
+    assert baseline is not None and "mediapipe" in label
+    assert not baseline.joints[BODY25_NAMES.index("LSmallToe")] and int(baseline.joints.sum()) == len(MAPPED_JOINTS)
+    scores = []
+    for camera in (0, 2, 4):
+        view = catalog.load_view(0, camera)
+        metrics = baseline((0, camera), view.image, view.keypoints2d)
+        assert metrics["baseline_detected"] == 1.0
+        assert metrics == baseline((0, camera), torch.zeros(1, 1, 3), view.keypoints2d)  # cached per view
+        scores.append(metrics["baseline_pck"])
+    print(f"\npose baseline PCK@0.2 on ground-truth views: {[round(s, 3) for s in scores]}")
+    assert np.mean(scores) >= 0.6
+    view = catalog.load_view(0, 0)
+    flipped = view.image.flip(0)  # upside down: the keypoints cannot match
+    assert (baseline((0, 99), flipped, view.keypoints2d)["baseline_pck"] or 0.0) < 0.5

@@ -20,6 +20,7 @@ from nerfstudio_humanfeat.data.datamanagers.human_datamanager import HumanDataMa
 from nerfstudio_humanfeat.engine.distributed import ddp_wrap
 from nerfstudio_humanfeat.engine.interrupt import CheckpointOnInterrupt
 from nerfstudio_humanfeat.metrics import average_metrics
+from nerfstudio_humanfeat.pose_baseline import PoseBaseline, PoseBaselineName, make_pose_baseline, mean_over_joints
 
 
 @dataclass
@@ -28,6 +29,10 @@ class HumanPipelineConfig(VanillaPipelineConfig):
 
     _target: Type = field(default_factory=lambda: HumanPipeline)
     datamanager: HumanDataManagerConfig = field(default_factory=HumanDataManagerConfig)
+    pose_baseline: PoseBaselineName = "auto"
+    """GHNeRF Table 3's baseline in evaluation: a 2D pose estimator (mediapipe) on each ground-truth target image,
+    scored on the joints it can detect beside the rendered keypoints (``baseline_pck``, ``pck_baseline_joints``).
+    auto: when mediapipe is installed; mediapipe: required; off."""
 
 
 def metric_std(per_view: List[Dict[str, Optional[float]]], key: str) -> Optional[float]:
@@ -159,6 +164,30 @@ class HumanPipeline(VanillaPipeline):
             loader = self.datamanager.training_eval_dataloader
         return self.get_average_image_metrics(loader, "eval", step, output_path, get_std)
 
+    _pose_baseline: Optional[PoseBaseline] = None
+    _pose_baseline_note: Optional[str] = None
+
+    def pose_baseline_metrics(
+        self, frame_key: int, batch: Dict[str, Any], metrics: Dict[str, Optional[float]]
+    ) -> Dict[str, Optional[float]]:
+        """The pose estimator's PCK and error on this view's ground-truth image, and the rendered keypoints' PCK on
+        the same joints (empty without ground-truth keypoints or with the baseline off)."""
+        if batch.get("keypoints2d") is None:
+            return {}
+        if self._pose_baseline_note is None:
+            setting = getattr(self.config, "pose_baseline", "auto")  # configs saved before the option: auto
+            threshold = getattr(getattr(self.model, "image_metrics", None), "pck_threshold", 0.2)
+            self._pose_baseline, self._pose_baseline_note = make_pose_baseline(setting, threshold)
+        if self._pose_baseline is None:
+            return {}
+        view = (frame_key, int(batch["target_camera"]))
+        out = self._pose_baseline(view, batch["image"], batch["keypoints2d"])
+        if metrics.get("pck") is not None:
+            joints = self._pose_baseline.joints
+            out["pck_baseline_joints"] = mean_over_joints(metrics, "pck", joints)
+            out["joint_error_px_baseline_joints"] = mean_over_joints(metrics, "joint_error_px", joints)
+        return out
+
     def evaluates_keypoints_3d(self) -> bool:
         """Whether evaluation extracts 3D keypoints (once per frame, outside the timed render) for MPJPE."""
         return bool(getattr(self.model.config, "eval_keypoints_3d", False)) and hasattr(self.model, "keypoints_3d")
@@ -200,6 +229,8 @@ class HumanPipeline(VanillaPipeline):
                 if frame_key in keypoints_3d:
                     outputs["keypoints3d"] = keypoints_3d[frame_key]
                 metrics, images = self.model.get_image_metrics_and_images(outputs, batch)
+                if protocol == "novel_view":
+                    metrics.update(self.pose_baseline_metrics(frame_key, batch, metrics))
                 metrics["fps"] = 1.0 / max(seconds, 1e-9)
                 metrics["num_rays_per_sec"] = int(camera.height * camera.width) / max(seconds, 1e-9)
                 if output_path is not None:
@@ -224,6 +255,8 @@ class HumanPipeline(VanillaPipeline):
                 for key, value in average_metrics(views).items():
                     if "/" not in key:
                         result[f"{protocol}/{key}"] = value
+        if self._pose_baseline_note is not None:
+            result["notes/pose_baseline"] = self._pose_baseline_note
         notes = getattr(self.model, "metric_notes", None)
         if notes is not None:
             result.update({f"notes/{key}": text for key, text in notes().items()})

@@ -31,6 +31,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
+from nerfstudio_humanfeat.pose_baseline import BASELINE_KEYS, BASELINE_LABEL
 from nerfstudio_humanfeat.synth.generator import PresetName, generate, make_spec
 
 DEFAULT_METHODS = ("ghnerf", "ghnerf-dino", "enerf-heatmap", "hfnerf", "keypointnerf")
@@ -54,7 +55,7 @@ COLUMNS: Tuple[Tuple[str, str, str], ...] = (
     ("fps", "FPS ↑", ".2f"),
 )
 """(ns-eval key, header, format) of the table's metric columns: the paper's Table 1, then MPJPE and FPS."""
-EXTRA_KEYS = ("keypoints3d_detected", "pck_pooled", "densepose_mse")
+EXTRA_KEYS = ("keypoints3d_detected", "pck_pooled", "densepose_mse", *BASELINE_KEYS)
 """Further ns-eval keys kept in the CSV files."""
 PAPER_TABLE_1 = (
     ("ENeRF+Heatmap", "31.48", "0.965", "0.050", "0.0005", "0.438"),
@@ -137,6 +138,23 @@ def markdown_table(results: Sequence[MethodResult]) -> str:
         minutes = result.train_seconds / 60
         cells += [format_value(result.steps, "d"), format_value(minutes, ".1f")]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def pose_baseline_table(results: Sequence[MethodResult]) -> Optional[str]:
+    """GHNeRF Table 3's comparison: PCK of the rendered keypoints and of a 2D pose estimator run on the ground-truth
+    images, on the joints the estimator detects; None when no run evaluated the baseline."""
+    with_baseline = [r for r in results if isinstance(r.final.get("baseline_pck"), (int, float))]
+    if not with_baseline:
+        return None
+    lines = ["| Keypoints from | PCK@0.2 ↑ (estimator's joints) | 2D error (px) ↓ |", "| --- | ---: | ---: |"]
+    for result in results:
+        pck_value = format_value(result.final.get("pck_baseline_joints"), ".3f")
+        error = format_value(result.final.get("joint_error_px_baseline_joints"), ".2f")
+        lines.append(f"| {LABELS.get(result.method, result.method)} (rendered heatmaps) | {pck_value} | {error} |")
+    final = with_baseline[0].final  # the same ground-truth views for every method
+    cells = [format_value(final.get("baseline_pck"), ".3f"), format_value(final.get("baseline_joint_error_px"), ".2f")]
+    lines.append(f"| {BASELINE_LABEL} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
@@ -288,7 +306,23 @@ class Bench:
         table = markdown_table(results)
         (out / "table.md").write_text(self.report(results, table, seconds))
         CONSOLE.print(table)
+        baseline = pose_baseline_table(results)
+        if baseline is not None:
+            CONSOLE.print(baseline)
         CONSOLE.print(f"wrote {out / 'table.md'}, table.csv, curves.csv and curves.png")
+
+    def pose_baseline_section(self, results: Sequence[MethodResult]) -> List[str]:
+        table = pose_baseline_table(results)
+        if table is None:
+            return []
+        return [
+            "Keypoints against an off-the-shelf 2D pose estimator (GHNeRF Table 3), on the joints it can detect "
+            "(BODY_25 without the small toes), same held-out views and ground truth; the estimator's 2D error counts "
+            "the joints it found:",
+            "",
+            table,
+            "",
+        ]
 
     def report(self, results: Sequence[MethodResult], table: str, seconds: float) -> str:
         """table.md: the budget, the table, what the columns mean, and the paper's numbers for reference."""
@@ -317,6 +351,7 @@ class Bench:
             "",
             *[f"- {key[len('notes/') :]}: {text}" for key, text in notes.items()],
             "",
+            *self.pose_baseline_section(results),
             "GHNeRF paper, Table 1, for reference:",
             "",
             paper_table(),

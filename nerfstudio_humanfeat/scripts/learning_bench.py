@@ -100,7 +100,7 @@ class LearningBench:
     """Overfit one frame and generalise to held-out subjects within a CPU budget, for every method."""
 
     output_dir: Path = Path("benchmarks/results/learning")
-    methods: Tuple[str, ...] = ("ghnerf", "enerf-heatmap", "hfnerf", "keypointnerf")
+    methods: Tuple[str, ...] = ("ghnerf", "enerf-heatmap", "hfnerf", "keypointnerf", "anipixel")
     splits: Tuple[PresetName, ...] = ("demo",)
     """Synthetic presets of the generalisation runs (generated under ``--data-root`` when missing)."""
     data_root: Path = Path("data")
