@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.ndimage import binary_dilation, binary_erosion
 
 from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
@@ -56,9 +57,8 @@ return [canvas.left, canvas.top, right, canvas.bottom, window.innerWidth];
 RENDER_TIMEOUT_S = 120.0
 MAX_RES = 256
 """The viewer's "Max res" (512 by default): a quarter of the rays per render on these 2 CPU cores."""
-ZOOM_WHEEL_STEPS = 8
-"""Mouse-wheel turns that back viser's first camera (inside the person, at 0.5 m from the origin) away until the
-whole person is in view."""
+PREDICTED_COLOR = np.array([255, 140, 0])
+GROUND_TRUTH_COLOR = np.array([0, 200, 255])
 
 
 def browser_missing() -> Optional[str]:
@@ -197,13 +197,24 @@ class Page:
         element = wait_for(lambda: self.find(f"//label[normalize-space(.)='{label}']"), 60, f"the {label!r} control")
         return self.driver.find_element("id", element.get_attribute("for"))
 
+    def text(self, label: str) -> str:
+        """The value of a (read-only) text control: the first input after its label."""
+        xpath = f"//label[normalize-space(.)='{label}']/following::input[1]"
+        return wait_for(lambda: self.find(xpath), 60, f"the {label!r} text").get_attribute("value")
+
     def choose(self, label: str, value: str) -> None:
-        """Pick a dropdown option (a Mantine Select: click it, then the option in its list)."""
+        """Pick a dropdown option (a Mantine Select: click it, then the option in its open list)."""
+        from selenium.webdriver.common.by import By
+
         field = self.control(label)
         field.click()
-        option = wait_for(
-            lambda: self.find(f"//*[@role='option' and normalize-space(.)='{value}']"), 30, f"option {value!r}"
-        )
+        xpath = f"//*[@role='option' and normalize-space(.)='{value}']"
+
+        def shown_option():  # other selects keep their (hidden) option lists in the page
+            return next((o for o in self.driver.find_elements(By.XPATH, xpath) if o.is_displayed()), None)
+
+        option = wait_for(shown_option, 30, f"option {value!r}")
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'nearest'});", option)
         option.click()
         wait_for(lambda: field.get_attribute("value") == value, 30, f"{label!r} to show {value!r}")
 
@@ -230,16 +241,34 @@ class Page:
         box = tuple(round(v * scale) for v in (left, top, right, bottom))
         return np.asarray(page.crop(box))
 
-    def zoom_out(self, wheel_steps: int) -> None:
-        """Turn the mouse wheel over the canvas: the camera backs away from the origin (viser's orbit target)."""
-        from selenium.webdriver.common.action_chains import ActionChains
-        from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
-        from selenium.webdriver.common.by import By
+    def dataset_mask_on_canvas(self, mask: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+        """A dataset camera's mask (H, W) where it falls on the visible canvas (as ``canvas()`` crops it), for the
+        viewer camera at that camera's pose and vertical field of view. viser centres the view in the part of the
+        canvas that the control panel leaves visible."""
+        shown = self.canvas()
+        rows, cols = np.mgrid[0 : shown.shape[0], 0 : shown.shape[1]]
+        x = cols + 0.5 - shown.shape[1] / 2  # screen pixels from the centre of the view
+        y = rows + 0.5 - shown.shape[0] / 2
+        height = mask.shape[0]
+        fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
+        u = np.floor(x * height / shown.shape[0] * fx / fy + cx).astype(int)
+        v = np.floor(y * height / shown.shape[0] + cy).astype(int)
+        inside = (u >= 0) & (u < mask.shape[1]) & (v >= 0) & (v < height)
+        out = np.zeros(shown.shape[:2], dtype=bool)
+        out[inside] = mask[v[inside], u[inside]]
+        return out
 
-        origin = ScrollOrigin.from_element(self.driver.find_element(By.TAG_NAME, "canvas"), -200, 0)
-        for _ in range(wheel_steps):  # one turn at a time: the camera eases into each (turns at once merge)
-            ActionChains(self.driver).scroll_from_origin(origin, 0, 400).perform()
-            time.sleep(0.3)
+    def set_checkbox(self, label: str, checked: bool, within: str = "") -> None:
+        """Tick or untick a checkbox by its label (the first after the folder title `within`, when given)."""
+        if within:
+            xpath = f"(//*[normalize-space(text())='{within}']/following::label[normalize-space(.)='{label}'])[1]"
+            element = wait_for(lambda: self.find(xpath), 60, f"the {label!r} control of {within!r}")
+            box = self.driver.find_element("id", element.get_attribute("for"))
+        else:
+            box = self.control(label)
+        if box.is_selected() != checked:
+            self.driver.execute_script("arguments[0].click();", box)
+        wait_for(lambda: box.is_selected() == checked, 30, f"{label!r} to be {'checked' if checked else 'unchecked'}")
 
     def save(self, name: str, canvas: np.ndarray) -> None:
         Image.fromarray(canvas).save(self.artifacts / f"{name}-canvas.png")
@@ -274,6 +303,25 @@ def changed(a: np.ndarray, b: np.ndarray, tolerance: int = 12) -> float:
     return float((np.abs(a.astype(int) - b.astype(int)).sum(-1) > tolerance).mean())
 
 
+def colour_pixels(image: np.ndarray, colour: np.ndarray, tolerance: int = 60) -> int:
+    """How many pixels are within `tolerance` (sum over channels) of a colour."""
+    return int((np.abs(image.astype(int) - colour).sum(-1) < tolerance).sum())
+
+
+def opening_view_mask(data: Path) -> Tuple[np.ndarray, np.ndarray]:
+    """The foreground mask and intrinsics of the dataset camera the viewer opens on."""
+    from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocapDataParserConfig
+    from nerfstudio_humanfeat.models.human_model import default_render_frame
+    from nerfstudio_humanfeat.viewer.inspector import opening_view
+
+    catalog = ZJUMocapDataParserConfig(data=data).setup().get_dataparser_outputs("train").metadata["catalog"]
+    subject, frame, _ = default_render_frame(catalog, "")
+    names = [s.name for s in catalog.subjects]
+    frame_key, camera = opening_view(catalog, catalog.frame_key(names.index(subject), frame))
+    view = catalog.load_view(frame_key, camera)
+    return view.mask.numpy(), catalog.subject(frame_key).rig.intrinsics[camera].double().numpy()
+
+
 def non_blank(image: np.ndarray) -> float:
     """The fraction of pixels away from the image's most common colour (a blank canvas: 0)."""
     flat = image.reshape(-1, 3)
@@ -301,8 +349,44 @@ def test_viewer_renders_each_output_subject_and_frame_in_chromium(driver, artifa
     output = page.control("Output type")
     wait_for(lambda: output.get_attribute("value") == "rgb", RENDER_TIMEOUT_S, "the first render (output rgb)")
     page.type_number("Max res", MAX_RES)
-    page.zoom_out(ZOOM_WHEEL_STEPS)
-    current = page.settled_canvas(empty, "zooming out to see the person")
+    current = page.settled_canvas(empty, "the first full-resolution render")
+    page.save("01-open", current)
+    paths = f"screenshots in {artifacts}"
+
+    # It opens on the person: from the first evaluation subject's first target camera, its mask region is brighter.
+    mask, intrinsics = opening_view_mask(tiny_dataset)
+    person = page.dataset_mask_on_canvas(mask, intrinsics)
+    luminance = current.astype(float).mean(-1)
+    inner = binary_erosion(person, iterations=3)
+    background = ~binary_dilation(person, iterations=15)
+    print(f"\nopening view: person {luminance[inner].mean():.1f}, background {luminance[background].mean():.1f}")
+    assert inner.sum() > 500, f"the person's mask covers {inner.sum()} canvas pixels; {paths}"
+    assert luminance[inner].mean() > luminance[background].mean() + 10, f"the person is not in view; {paths}"
+
+    # The 3D skeleton checkbox draws the dataset's joints (cyan) and the heatmap's (orange) as coloured segments.
+    assert colour_pixels(current, GROUND_TRUTH_COLOR) < 100
+    page.set_checkbox("3D skeleton", True)
+    wait_for(lambda: colour_pixels(page.canvas(), GROUND_TRUTH_COLOR) > 300, RENDER_TIMEOUT_S, "the skeleton segments")
+    time.sleep(3.0)  # both skeletons are drawn at once; this lets the render without composite depth arrive
+    with_skeleton = page.canvas()
+    page.save("02-skeleton-3d", with_skeleton)
+    print(
+        f"skeleton pixels: ground truth {colour_pixels(with_skeleton, GROUND_TRUTH_COLOR)}, "
+        f"predicted {colour_pixels(with_skeleton, PREDICTED_COLOR)}"
+    )
+    page.set_checkbox("3D skeleton", False)
+    page.set_checkbox("Composite depth", True)
+    wait_for(lambda: colour_pixels(page.canvas(), GROUND_TRUTH_COLOR) < 100, 60, "the skeleton to go")
+
+    # The source views of the render are listed (and drawn as red frustums); their number is a control.
+    listed = page.text("Source cameras").split(", ")
+    assert all(name.startswith("Camera_B") for name in listed) and len(listed) >= 2, listed
+    page.type_number("Source views", 1)
+    wait_for(lambda: len(page.text("Source cameras").split(", ")) == 1, 120, "one source")
+    current = page.settled_canvas(current, "rendering from one source view")
+    page.save("03-one-source-view", current)
+    page.type_number("Source views", len(listed))
+    current = page.settled_canvas(current, f"rendering from {len(listed)} source views again")
 
     shots: Dict[str, np.ndarray] = {}
     for index, name in enumerate(OUTPUTS):
@@ -310,8 +394,7 @@ def test_viewer_renders_each_output_subject_and_frame_in_chromium(driver, artifa
             page.choose("Output type", name)
             current = page.settled_canvas(current, f"choosing output {name}")
         shots[name] = current
-        page.save(f"{index + 1:02d}-{name}", current)
-    paths = f"screenshots in {artifacts}"
+        page.save(f"{index + 4:02d}-{name}", current)
     for name, image in shots.items():
         assert non_blank(image) > 0.01, f"{name}: the canvas is blank ({non_blank(image):.4f} non-blank); {paths}"
         assert changed(image, empty) > 0.01, f"{name}: the canvas shows no render; {paths}"
@@ -328,12 +411,24 @@ def test_viewer_renders_each_output_subject_and_frame_in_chromium(driver, artifa
     other = next(s for s in subjects if s != shown)
     page.choose("Subject", other)
     subject_shot = page.settled_canvas(before, f"choosing subject {other}")
-    page.save(f"05-subject-{other}", subject_shot)
+    page.save(f"08-subject-{other}", subject_shot)
     page.type_number("Frame", 1)
     frame_shot = page.settled_canvas(subject_shot, "frame 1")
-    page.save(f"06-subject-{other}-frame-1", frame_shot)
+    page.save(f"09-subject-{other}-frame-1", frame_shot)
     for label, image in (("subject", subject_shot), ("frame", frame_shot)):
         assert non_blank(image) > 0.01, f"after changing the {label}: blank canvas; {paths}"
     assert changed(subject_shot, before) > 0.005, f"subject {other} renders as {shown} did; {paths}"
     assert changed(frame_shot, subject_shot) > 0.001, f"frame 1 of {other} renders as frame 0; {paths}"
+
+    # Split screen (nerfstudio's): rgb on the left, the plugin's joint_heatmap on the right of the split line.
+    page.set_checkbox("Enable", True, within="Split Screen")
+    page.choose("Output render split", "joint_heatmap")
+    split_shot = page.settled_canvas(frame_shot, "split screen with joint_heatmap")
+    page.save("10-split-rgb-joint_heatmap", split_shot)
+    column = split_shot.shape[1] // 2  # the middle of the view (see dataset_mask_on_canvas)
+    left, right = (
+        changed(split_shot[:, : column - 4], frame_shot[:, : column - 4]),
+        changed(split_shot[:, column + 4 :], frame_shot[:, column + 4 :]),
+    )
+    assert left < 0.01 and right > 0.01, f"split: left {left:.4f} / right {right:.4f} changed; {paths}"
     print(f"viewer browser test: {time.monotonic() - started:.0f} s in the browser; {paths}")

@@ -49,6 +49,7 @@ from nerfstudio_humanfeat.model_components.views import (
     load_source_views,
 )
 from nerfstudio_humanfeat.skeleton import BODY25_NAMES
+from nerfstudio_humanfeat.viewer.inspector import HumanInspector, opening_view
 
 
 @dataclass
@@ -178,15 +179,26 @@ class HumanFeatureModel(Model):
         self._add_viewer_elements()
 
     def _add_viewer_elements(self) -> None:
-        """Subject/frame pickers; defaults from $HUMANFEAT_FRAME ('subject' or 'subject:frame'), else a test subject."""
+        """Subject/frame pickers; defaults from $HUMANFEAT_FRAME ('subject' or 'subject:frame'), else a test subject.
+        The inspector (3D skeleton, source views, the opening camera on that subject) follows the pick."""
         names = [s.name for s in self.catalog.subjects]
         max_frames = max(len(s.frames) for s in self.catalog.subjects)
         subject, frame, picked = default_render_frame(self.catalog, os.environ.get(RENDER_FRAME_ENV))
+        first_key = self.catalog.frame_key(names.index(subject), frame)
+        self.inspector = HumanInspector(
+            self.catalog,
+            self.config.num_source_views,
+            opening_view(self.catalog, first_key),
+            self.picked_frame_key,
+            self.keypoints_3d,
+            on_viewer=self._viewer_opened,
+        )
+        redraw = lambda _: self.inspector.refresh()  # noqa: E731
         self.viewer_pick_frame = ViewerCheckbox(
             "Pick subject/frame here", picked, hint="Unchecked: the time slider walks through all subjects and frames"
         )
-        self.viewer_subject = ViewerDropdown("Subject", subject, names)
-        self.viewer_frame = ViewerSlider("Frame", frame, 0, max(max_frames - 1, 1), 1)
+        self.viewer_subject = ViewerDropdown("Subject", subject, names, cb_hook=redraw)
+        self.viewer_frame = ViewerSlider("Frame", frame, 0, max(max_frames - 1, 1), 1, cb_hook=redraw)
         if self.supports_novel_pose:
             self.viewer_source_frame = ViewerSlider(
                 "Source frame",
@@ -196,6 +208,17 @@ class HumanFeatureModel(Model):
                 1,
                 hint="Frame whose images condition the render (-1: the rendered frame); another frame animates it",
             )
+
+    def _viewer_opened(self) -> None:
+        """In the viewer, Subject/Frame pick what renders (it opens on that subject); ns-render keeps the time."""
+        self.viewer_pick_frame.value = True
+
+    def picked_frame_key(self) -> int:
+        """The frame the viewer's Subject and Frame controls pick."""
+        names = [s.name for s in self.catalog.subjects]
+        subject = names.index(self.viewer_subject.value)
+        frame = min(int(self.viewer_frame.value), len(self.catalog.subjects[subject].frames) - 1)
+        return self.catalog.frame_key(subject, frame)
 
     # ---------------------------------------------------------------- conditioning, implemented by methods
     @abstractmethod
@@ -286,10 +309,7 @@ class HumanFeatureModel(Model):
             return int(camera.metadata["frame_key"].reshape(-1)[0])
         if camera.times is not None and not self.viewer_pick_frame.value:
             return self.catalog.frame_key_from_time(float(camera.times.reshape(-1)[0]))
-        names = [s.name for s in self.catalog.subjects]
-        subject = names.index(self.viewer_subject.value)
-        frame = min(int(self.viewer_frame.value), len(self.catalog.subjects[subject].frames) - 1)
-        return self.catalog.frame_key(subject, frame)
+        return self.picked_frame_key()
 
     def resolve_source_frame_key(self, camera: Cameras, frame_key: int) -> Optional[int]:
         """The frame whose images condition a camera: its metadata, else the viewer's or $HUMANFEAT_SOURCE_FRAME's
@@ -310,10 +330,12 @@ class HumanFeatureModel(Model):
         frames = len(self.catalog.subjects[subject_index].frames)
         return self.catalog.frame_key(subject_index, min(index, frames - 1))
 
-    def sources_for(self, target: TargetView, exclude: Tuple[int, ...] = ()) -> SourceViews:
-        ids = self.catalog.nearest_cameras(
-            target.sources_key, target.camera_to_world.cpu(), self.config.num_source_views, exclude
-        )
+    def sources_for(
+        self, target: TargetView, exclude: Tuple[int, ...] = (), count: Optional[int] = None
+    ) -> SourceViews:
+        """The ``count`` (default ``num_source_views``) cameras nearest to the target, of its source frame."""
+        count = self.config.num_source_views if count is None else count
+        ids = self.catalog.nearest_cameras(target.sources_key, target.camera_to_world.cpu(), count, exclude)
         return self.load_sources(target, ids)
 
     def load_sources(self, target: TargetView, camera_ids: List[int]) -> SourceViews:
@@ -369,7 +391,8 @@ class HumanFeatureModel(Model):
             self.resolve_source_frame_key(camera, frame_key),
         )
         self.check_novel_pose(target)
-        sources = self.sources_for(target)
+        sources = self.sources_for(target, count=int(self.inspector.num_source_views.value))
+        self.inspector.show_sources(target.sources_key, sources.camera_ids)
         rays = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
         pixels = target.pixel_grid()
         target, offset, conditioning = self.conditioned(target, sources)
