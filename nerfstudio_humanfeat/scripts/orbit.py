@@ -3,6 +3,13 @@
     ns-humanfeat-orbit --data data/synth-demo --subject synth_004 --output orbit.json
     ns-render camera-path --load-config .../config.yml --camera-path-filename orbit.json \
         --rendered-output-names rgb skeleton --output-path orbit.mp4
+
+With ``--animate`` the path also walks through the subject's frames (each camera renders the next frame's pose);
+an animatable method renders them all from one frame's images, a novel-pose video of an unseen person:
+
+    ns-humanfeat-orbit --data data/synth-demo --animate --output walk.json
+    HUMANFEAT_SOURCE_FRAME=0 ns-render camera-path --load-config .../anipixel/.../config.yml \
+        --camera-path-filename walk.json --output-path walk.mp4
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import tyro
@@ -40,6 +47,8 @@ class Orbit:
     """Video length."""
     resolution: Optional[int] = None
     """Render height and width; default: the dataset's output resolution."""
+    animate: bool = False
+    """Walk through the subject's frames along the orbit (camera i renders frame (frame + i) mod frames)."""
 
     def main(self) -> None:
         catalog: HumanCatalog = (
@@ -55,16 +64,27 @@ class Orbit:
         if not 0 <= self.frame < len(subject.frames):
             raise SystemExit(f"{self.subject} has frames 0..{len(subject.frames) - 1}, not {self.frame}")
         frame_key = catalog.frame_key(subject_index, self.frame)
-        path = orbit_camera_path(catalog, frame_key, self.num_views, self.seconds, self.resolution)
+        frames = None
+        if self.animate:
+            count = len(subject.frames)
+            frames = [catalog.frame_key(subject_index, (self.frame + i) % count) for i in range(self.num_views)]
+        path = orbit_camera_path(catalog, frame_key, self.num_views, self.seconds, self.resolution, frames)
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.output.write_text(json.dumps(path, indent=1))
-        CONSOLE.print(f"wrote {self.num_views} cameras around {catalog.describe(frame_key)} to {self.output}")
+        what = f"{len(subject.frames)} frames of {self.subject}" if self.animate else catalog.describe(frame_key)
+        CONSOLE.print(f"wrote {self.num_views} cameras around {what} to {self.output}")
 
 
 def orbit_camera_path(
-    catalog: HumanCatalog, frame_key: int, num_views: int, seconds: float, resolution: Optional[int] = None
+    catalog: HumanCatalog,
+    frame_key: int,
+    num_views: int,
+    seconds: float,
+    resolution: Optional[int] = None,
+    frames: Optional[Sequence[int]] = None,
 ) -> dict:
-    """A nerfstudio camera-path dict circling the frame's body at its rig's mean distance and height."""
+    """A nerfstudio camera-path dict circling the frame's body at its rig's mean distance and height; camera i renders
+    ``frames[i]`` (frame keys) when given, else the frame."""
     rig = catalog.subject(frame_key).rig
     bbox = catalog.frame(frame_key).bbox
     center = bbox.mean(dim=0)
@@ -81,7 +101,12 @@ def orbit_camera_path(
         c2w = opengl_c2w_from_opencv_w2c(look_at_world_to_camera(eye, center))
         matrix = torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]])]).reshape(-1).tolist()
         cameras.append(
-            {"camera_to_world": matrix, "fov": fov, "aspect": 1.0, "render_time": catalog.time_of(frame_key)}
+            {
+                "camera_to_world": matrix,
+                "fov": fov,
+                "aspect": 1.0,
+                "render_time": catalog.time_of(frame_key if frames is None else frames[i]),
+            }
         )
     return {
         "camera_type": "perspective",
