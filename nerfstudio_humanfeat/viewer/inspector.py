@@ -17,7 +17,7 @@ from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, ViewerSlider, ViewerText
 from torch import Tensor, nn
 
-from nerfstudio_humanfeat.data.catalog import HumanCatalog
+from nerfstudio_humanfeat.data.catalog import CameraRig, HumanCatalog
 from nerfstudio_humanfeat.keypoints import keypoint_valid
 from nerfstudio_humanfeat.skeleton import BODY25_LIMBS
 
@@ -43,6 +43,11 @@ def viser_camera_pose(camera_to_world_opencv: Float[Tensor, "3 4"]) -> Tuple[np.
     """(wxyz, position) of an OpenCV camera-to-world transform in viser's scene (viser's cameras are OpenCV's)."""
     c2w = camera_to_world_opencv.detach().double().cpu().numpy()
     return vtf.SO3.from_matrix(c2w[:, :3]).wxyz, c2w[:, 3] * VISER_NERFSTUDIO_SCALE_RATIO
+
+
+def vertical_fov(rig: CameraRig, camera: int) -> float:
+    """Vertical field of view (radians) of a rig camera, as viser's cameras take it."""
+    return 2.0 * float(np.arctan(rig.height / (2.0 * float(rig.intrinsics[camera, 1, 1]))))
 
 
 class _ViewerHook(ViewerControl):
@@ -87,7 +92,6 @@ class HumanInspector(nn.Module):
         self._server = None
         self._nodes: Dict[str, List] = {}
         self._lock = threading.Lock()
-        self._predicted: Dict[int, Tensor] = {}
         self._drawn_sources: Optional[Tuple[int, Tuple[int, ...]]] = None
         max_views = max(len(s.rig) for s in catalog.subjects)
         self.hook = _ViewerHook(self.attach)
@@ -132,7 +136,7 @@ class HumanInspector(nn.Module):
         wxyz, position = viser_camera_pose(c2w)
         box = self.catalog.frame(frame_key).bbox.double()
         centre = box.mean(0).numpy() * VISER_NERFSTUDIO_SCALE_RATIO
-        fov = 2.0 * float(np.arctan(rig.height / (2.0 * float(rig.intrinsics[camera, 1, 1]))))
+        fov = vertical_fov(rig, camera)
         with client.atomic():
             client.camera.fov = fov
             client.camera.up_direction = -c2w[:, 1].double().numpy()
@@ -141,15 +145,6 @@ class HumanInspector(nn.Module):
             client.camera.wxyz = wxyz
 
     # ------------------------------------------------------------------ skeleton
-    def predicted_keypoints(self, frame_key: int) -> Tensor:
-        if frame_key not in self._predicted:
-            self._predicted[frame_key] = self._keypoints_3d(frame_key).detach().cpu()
-        return self._predicted[frame_key]
-
-    def forget_keypoints(self) -> None:
-        """Drop cached predictions (the weights changed)."""
-        self._predicted.clear()
-
     def refresh(self) -> None:
         """Redraw the skeletons for the shown frame (or remove them when the checkbox is off)."""
         if self._server is None:
@@ -162,7 +157,7 @@ class HumanInspector(nn.Module):
             if panel is not None and hasattr(panel, "_layer_depth"):  # nerfstudio has no public setter for it
                 panel._layer_depth.value = False
             frame_key = self._shown_frame_key()
-            skeletons = [("predicted", self.predicted_keypoints(frame_key), PREDICTED_COLOR)]
+            skeletons = [("predicted", self._keypoints_3d(frame_key).detach().cpu(), PREDICTED_COLOR)]
             truth = self.catalog.frame(frame_key).keypoints3d
             if truth is not None:
                 skeletons.append(("ground_truth", truth, GROUND_TRUTH_COLOR))
@@ -202,11 +197,10 @@ class HumanInspector(nn.Module):
             nodes = []
             for camera in key[1]:
                 wxyz, position = viser_camera_pose(rig.camera_to_world[camera])
-                fov = 2.0 * float(np.arctan(rig.height / (2.0 * float(rig.intrinsics[camera, 1, 1]))))
                 nodes.append(
                     self._server.scene.add_camera_frustum(
                         f"{ROOT}/sources/camera_{camera:03d}",
-                        fov=fov,
+                        fov=vertical_fov(rig, camera),
                         aspect=rig.width / rig.height,
                         scale=0.3,
                         color=SOURCE_COLOR,
