@@ -72,6 +72,24 @@ def heatmap_image(
     return targets.reshape(height, width, -1)
 
 
+def feature_map_heatmaps(
+    keypoints: Float[Tensor, "V J 3"],
+    corners: Float[Tensor, "V 2"],
+    stride: float,
+    height: int,
+    width: int,
+    sigma: float,
+) -> Float[Tensor, "V h w J"]:
+    """Target heatmaps on the (h, w) feature maps of V images: keypoints in full-image pixels, each image's map
+    covering the window whose top-left corner is at ``corners`` with ``stride`` image pixels per cell; ``sigma`` in
+    image pixels. Joints with confidence 0 get all-zero maps."""
+    maps = []
+    for view, corner in zip(keypoints, corners):
+        xy = (view[:, :2] - corner) / stride
+        maps.append(heatmap_image(height, width, torch.cat([xy, view[:, 2:]], dim=-1), sigma / stride))
+    return torch.stack(maps)
+
+
 def _refine_quadratic(field: np.ndarray, peak: Tuple[int, ...]) -> np.ndarray:
     """Per-axis sub-voxel offset of a parabola through the log values around the peak (exact for Gaussians)."""
     offsets = np.zeros(field.ndim)

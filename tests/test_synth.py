@@ -479,6 +479,29 @@ def test_bench_preset_defaults_to_dome() -> None:
     assert tyro.cli(synth.SynthConfig, args=["--output-dir", "x", "--background", "dome"]).background == "dome"
 
 
+def test_seen_test_motions_give_held_out_subjects_a_training_motion_and_nothing_else() -> None:
+    from nerfstudio_humanfeat.scripts import synth
+
+    for seed in range(5):
+        anything = make_spec("demo", seed=seed, test_motions="any")
+        seen = make_spec("demo", seed=seed)
+        assert seen.test_motions == "seen"
+        plans = {name: [plan_subject(spec, i) for i in range(spec.num_subjects)] for name, spec in
+                 (("any", anything), ("seen", seen))}  # fmt: skip
+        train = {p.motion for p in plans["seen"] if p.split == "train"}
+        assert all(p.motion in train for p in plans["seen"] if p.split == "test")
+        for before, after in zip(plans["any"], plans["seen"]):
+            if before.split == "train" or before.motion in train:
+                assert after.motion == before.motion  # only an unseen held-out motion moves
+            np.testing.assert_array_equal(before.betas, after.betas)  # the same people
+    assert {p.motion for p in [plan_subject(make_spec("demo", test_motions="any"), i) for i in (4, 5)]} == {
+        "jumping_jack",
+        "walk",
+    }  # the held-out jumping jack of seed 0 that no training subject does
+    assert make_spec("tiny").test_motions == "any" and make_spec("bench").test_motions == "any"
+    assert tyro.cli(synth.SynthConfig, args=["--output-dir", "x", "--test-motions", "any"]).test_motions == "any"
+
+
 def test_an_interrupted_generation_leaves_the_output_folder_as_it_was(tmp_path, monkeypatch):
     from nerfstudio_humanfeat.synth import generator
 

@@ -16,11 +16,12 @@ from typing import Dict, List, Literal, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.encodings import SHEncoding
 from torch import Tensor, nn
 
+from nerfstudio_humanfeat.keypoints import feature_map_heatmaps
 from nerfstudio_humanfeat.model_components.cost_volume import (
     CascadeCostVolume,
     CostVolumeOutput,
@@ -37,7 +38,7 @@ from nerfstudio_humanfeat.model_components.heads import (
     NeRFFeatureMLP,
 )
 from nerfstudio_humanfeat.model_components.image_encoders import FPNEncoder, build_human_encoder
-from nerfstudio_humanfeat.model_components.losses import coordinate_loss
+from nerfstudio_humanfeat.model_components.losses import coordinate_loss, masked_heatmap_mse
 from nerfstudio_humanfeat.model_components.pooling import ViewPoolingMLP, mean_variance_pool, relative_view_directions
 from nerfstudio_humanfeat.model_components.projection import (
     grid_sample_pixels,
@@ -81,6 +82,13 @@ class GHNeRFModelConfig(HumanFeatureModelConfig):
     """Width of V_NeRF and of the heads' hidden layers."""
     pooled_image_dim: int = 16
     """Channels of f_img after view pooling (ENeRF: 16)."""
+    lambda_source_heatmap: float = 0.0
+    """Weight of an auxiliary heatmap loss on the source views: a 1x1 convolution on f_h's map predicts the source
+    images' joint heatmaps, supervised by their 2D keypoints (Gaussians of ``source_heatmap_sigma``, the heatmap
+    loss's positive weighting). Not in GHNeRF, whose f_h comes from a pretrained (DINO/ImageNet) encoder; from
+    random initialisation it stands in for that pretraining, and rendering is unchanged. 0 disables it."""
+    source_heatmap_sigma: float = 3.0
+    """Standard deviation (source-image pixels) of the auxiliary loss's heatmap targets."""
     lambda_coordinate: float = 0.0
     """Weight of the coordinate loss through the g_co head (supplementary: 0.01 or 0.05; 0 disables the head)."""
     opacity: Literal["enerf", "interval"] = "enerf"
@@ -155,6 +163,8 @@ class GHNeRFModel(HumanFeatureModel):
                 self.human_projection = nn.Conv2d(channels, cfg.human_feature_dim, 1)
                 channels = cfg.human_feature_dim
             human_dim = 2 * channels
+            if cfg.lambda_source_heatmap > 0:
+                self.source_heatmap_head = nn.Sequential(nn.Conv2d(channels, cfg.num_joints, 1), nn.Sigmoid())
         self.levels = nn.ModuleList([self._level_heads(level, human_dim) for level in range(2)])
 
     def _level_heads(self, level: int, human_dim: int) -> nn.ModuleDict:
@@ -226,6 +236,10 @@ class GHNeRFModel(HumanFeatureModel):
         near, far, _ = ray_aabb_near_far(ray_bundle.origins, ray_bundle.directions, target.bbox)
         ray_bundle.nears, ray_bundle.fars = near, far
         outputs: Dict[str, Tensor] = {}
+        if self.training and hasattr(self, "source_heatmap_head") and conditioning.human_features is not None:
+            loss = self.source_heatmap_loss(target, sources, conditioning.human_features)
+            if loss is not None:
+                outputs["source_heatmap_loss"] = loss
         levels = (0, 1) if self.training else (1,)
         for level in levels:
             suffix = "" if level == 1 else "_level0"
@@ -273,6 +287,34 @@ class GHNeRFModel(HumanFeatureModel):
                 heads["g_co"](point.nerf), (positions - lo) / (hi - lo)
             )
         return outputs
+
+    def source_heatmap_loss(
+        self, target: TargetView, sources: SourceViews, human_features: Float[Tensor, "V C h w"]
+    ) -> Optional[Tensor]:
+        """The auxiliary loss of ``lambda_source_heatmap``: source heatmaps predicted from f_h against Gaussians at
+        the source views' 2D keypoints; None without keypoints."""
+        height, width = human_features.shape[-2:]
+        targets = self.source_heatmap_targets(target, sources, height, width)
+        if targets is None:
+            return None
+        pred = self.source_heatmap_head(human_features).permute(0, 2, 3, 1)
+        return masked_heatmap_mse(pred, targets[0], targets[1], self.config.heatmap_positive_weight)
+
+    def source_heatmap_targets(
+        self, target: TargetView, sources: SourceViews, height: int, width: int
+    ) -> Optional[Tuple[Float[Tensor, "V h w J"], Bool[Tensor, "V 1 1 J"]]]:
+        """Heatmap targets on an (h, w) map spanning each source image (as cropped by ``crop_to_box``) and which
+        joints are annotated; None when the source frame has no 2D keypoints of ``num_joints`` joints."""
+        keypoints = self.catalog.frame(target.sources_key).keypoints2d
+        if keypoints is None or keypoints.shape[-2] != self.config.num_joints:
+            return None
+        rig = self.catalog.subject(target.sources_key).rig
+        ids = torch.tensor(sources.camera_ids, dtype=torch.long)
+        keypoints = keypoints[ids].to(sources.images)
+        corners = rig.intrinsics[ids, :2, 2].to(sources.images) - sources.intrinsics[:, :2, 2]
+        stride = sources.image_size[0] / height
+        maps = feature_map_heatmaps(keypoints, corners, stride, height, width, self.config.source_heatmap_sigma)
+        return maps, keypoints[:, None, None, :, 2] > 0
 
     def point_features(
         self,
@@ -342,6 +384,8 @@ class GHNeRFModel(HumanFeatureModel):
             losses["rgb_loss_level0"] = weight0 * F.mse_loss(outputs["rgb_level0"], batch["image"])
             for key, value in self.level_losses(outputs, batch, suffix="_level0").items():
                 losses[key] = weight0 * value
+        if "source_heatmap_loss" in outputs:
+            losses["source_heatmap_loss"] = self.config.lambda_source_heatmap * outputs["source_heatmap_loss"]
         for suffix, weight in (("", weight1), ("_level0", weight0)):
             if f"coordinate_loss{suffix}" in outputs:
                 losses[f"coordinate_loss{suffix}"] = (

@@ -18,7 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from nerfstudio_humanfeat.synth.background import BackgroundName
-from nerfstudio_humanfeat.synth.generator import LayoutName, PresetName, SynthSummary, generate, make_spec
+from nerfstudio_humanfeat.synth.generator import (
+    LayoutName,
+    PresetName,
+    SynthSummary,
+    TestMotions,
+    generate,
+    make_spec,
+)
 
 CONSOLE = Console()
 
@@ -57,6 +64,12 @@ class SynthConfig:
     ] = None
     """Behind the person: black, or dome (a tiled floor and a textured capture dome, as in real captures, to
     check that training masks the background away). bench uses dome, tiny and demo black."""
+    test_motions: Annotated[
+        Optional[TestMotions], tyro.conf.arg(metavar="{any,seen}", help_behavior_hint="(default: the preset's)")
+    ] = None
+    """Held-out subjects' motions: any (subject i does motion i mod 5, possibly one no training subject does) or
+    seen (moved onto a training subject's motion: unseen people, seen kind of motion). demo uses seen, the others
+    any (bench's held-out motions are seen anyway)."""
     overwrite: bool = False
     """Replace the subjects, body model and splits.json of a previous dataset in --output-dir."""
     quiet: bool = False
@@ -93,6 +106,7 @@ def main(config: SynthConfig) -> SynthSummary:
         supersample=config.supersample,
         background=config.background,
         layout=config.layout,
+        test_motions=config.test_motions,
     )
     summary = generate(spec, config.output_dir, overwrite=config.overwrite, progress=not config.quiet)
     print_summary(summary)

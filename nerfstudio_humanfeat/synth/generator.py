@@ -40,6 +40,7 @@ from nerfstudio_humanfeat.synth.raycast import (
 )
 
 PresetName = Literal["tiny", "demo", "bench"]
+TestMotions = Literal["any", "seen"]
 LayoutName = Literal["zju", "h36m", "renderpeople"]
 LAYOUTS: Tuple[str, ...] = ("zju", "h36m", "renderpeople")
 LAYOUT_CAMERAS: Dict[str, int] = {"h36m": 4, "renderpeople": 36}
@@ -78,6 +79,10 @@ class SynthSpec:
     """Behind the body: black, or dome (a tiled floor and a textured dome around the subject)."""
     layout: LayoutName = "zju"
     """On-disk layout: zju (Neural Body), h36m (Animatable NeRF's Human3.6M), renderpeople (SHERF)."""
+    test_motions: TestMotions = "any"
+    """Motions of the held-out subjects: 'any' (subject i does motion i mod 5, so a held-out subject may do one no
+    training subject does) or 'seen' (a held-out subject whose motion no training subject does takes a training
+    subject's instead: unseen people in a seen kind of motion, with their own timing and amplitudes)."""
 
     def __post_init__(self) -> None:
         if self.num_subjects < 1 or self.num_frames < 1 or self.num_cameras < 1 or self.resolution < 16:
@@ -98,7 +103,9 @@ class SynthSpec:
 
 PRESETS: Dict[str, SynthSpec] = {
     "tiny": SynthSpec(num_subjects=3, num_test_subjects=1, num_frames=2, num_cameras=8, resolution=96),
-    "demo": SynthSpec(num_subjects=6, num_test_subjects=2, num_frames=4, num_cameras=12, resolution=128),
+    "demo": SynthSpec(
+        num_subjects=6, num_test_subjects=2, num_frames=4, num_cameras=12, resolution=128, test_motions="seen"
+    ),
     "bench": SynthSpec(
         num_subjects=8, num_test_subjects=2, num_frames=10, num_cameras=16, resolution=256, background="dome"
     ),
@@ -116,6 +123,7 @@ def make_spec(
     supersample: int = 3,
     background: Optional[BackgroundName] = None,
     layout: LayoutName = "zju",
+    test_motions: Optional[TestMotions] = None,
 ) -> SynthSpec:
     """A preset with overrides; without an explicit test count, a third of the subjects (at least one) is held out.
 
@@ -141,6 +149,7 @@ def make_spec(
         supersample=supersample,
         background=background or base.background,
         layout=layout,
+        test_motions=test_motions or base.test_motions,
     )
 
 
@@ -246,11 +255,22 @@ class SubjectPlan:
     """Unit world direction towards the light."""
 
 
+def subject_motion(spec: SynthSpec, index: int) -> str:
+    """The motion of subject ``index``: motion (index + seed) mod 5, unless ``test_motions='seen'`` moves a held-out
+    subject onto a training subject's motion."""
+    name = MOTION_NAMES[(index + spec.seed) % len(MOTION_NAMES)]
+    num_train = spec.num_subjects - spec.num_test_subjects
+    if spec.test_motions == "any" or index < num_train or num_train == 0:
+        return name
+    seen = sorted({MOTION_NAMES[(i + spec.seed) % len(MOTION_NAMES)] for i in range(num_train)})
+    return name if name in seen else seen[index % len(seen)]
+
+
 def plan_subject(spec: SynthSpec, index: int) -> SubjectPlan:
     """Shape, motion, clothing, cameras and light of subject `index`; independent of the other subjects."""
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, index]))
     betas = np.clip(rng.normal(0.0, 0.9, size=NUM_BETAS), -2.0, 2.0)
-    motion_name = MOTION_NAMES[(index + spec.seed) % len(MOTION_NAMES)]
+    motion_name = subject_motion(spec, index)
     params = sample_motion_params(rng)
     outfit = sample_outfit(rng)
     cameras = camera_ring(rng, spec.num_cameras, spec.resolution)
