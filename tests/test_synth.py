@@ -484,8 +484,8 @@ def test_seen_test_motions_give_held_out_subjects_a_training_motion_and_nothing_
 
     for seed in range(5):
         anything = make_spec("demo", seed=seed, test_motions="any")
-        seen = make_spec("demo", seed=seed)
-        assert seen.test_motions == "seen"
+        seen = make_spec("demo", seed=seed, test_motions="seen")
+        assert seen.test_motions == "seen" and anything.test_motions == "any"
         plans = {name: [plan_subject(spec, i) for i in range(spec.num_subjects)] for name, spec in
                  (("any", anything), ("seen", seen))}  # fmt: skip
         train = {p.motion for p in plans["seen"] if p.split == "train"}
@@ -498,7 +498,7 @@ def test_seen_test_motions_give_held_out_subjects_a_training_motion_and_nothing_
         "jumping_jack",
         "walk",
     }  # the held-out jumping jack of seed 0 that no training subject does
-    assert make_spec("tiny").test_motions == "any" and make_spec("bench").test_motions == "any"
+    assert all(make_spec(preset).test_motions == "any" for preset in ("tiny", "demo", "bench"))
     assert tyro.cli(synth.SynthConfig, args=["--output-dir", "x", "--test-motions", "any"]).test_motions == "any"
 
 

@@ -68,8 +68,8 @@ class SynthConfig:
         Optional[TestMotions], tyro.conf.arg(metavar="{any,seen}", help_behavior_hint="(default: the preset's)")
     ] = None
     """Held-out subjects' motions: any (subject i does motion i mod 5, possibly one no training subject does) or
-    seen (moved onto a training subject's motion: unseen people, seen kind of motion). demo uses seen, the others
-    any (bench's held-out motions are seen anyway)."""
+    seen (moved onto a training subject's motion: unseen people, seen kind of motion). Every preset uses any;
+    bench's held-out motions are seen anyway, demo's jumping jack (seed 0) is not."""
     overwrite: bool = False
     """Replace the subjects, body model and splits.json of a previous dataset in --output-dir."""
     quiet: bool = False

@@ -103,9 +103,7 @@ class SynthSpec:
 
 PRESETS: Dict[str, SynthSpec] = {
     "tiny": SynthSpec(num_subjects=3, num_test_subjects=1, num_frames=2, num_cameras=8, resolution=96),
-    "demo": SynthSpec(
-        num_subjects=6, num_test_subjects=2, num_frames=4, num_cameras=12, resolution=128, test_motions="seen"
-    ),
+    "demo": SynthSpec(num_subjects=6, num_test_subjects=2, num_frames=4, num_cameras=12, resolution=128),
     "bench": SynthSpec(
         num_subjects=8, num_test_subjects=2, num_frames=10, num_cameras=16, resolution=256, background="dome"
     ),
