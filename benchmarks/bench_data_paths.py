@@ -7,7 +7,8 @@ with and without the view cache and the prefetching worker, on synthetic data wi
 Frame time: one held-out camera, rendered (a) as ``get_outputs_for_camera`` does (only rays that hit the frame's
 box; the rest is background) and (b) every ray of the image, as before the change; same conditioning. Steps/s:
 ``ghnerf`` at its CPU overrides, with (a) no cache and no prefetch (every view decoded synchronously per step, as a
-ZJU-scale run whose cache misses), (b) no cache with the prefetching worker, (c) the uint8 view cache and prefetch.
+ZJU-scale run whose cache misses), (b) no cache with the prefetching worker, (c) the uint8 view cache and prefetch,
+(d) the cache without the worker (the CPU overrides: on 2 cores the worker competes with torch for them).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ DATA_PATHS = {
     "no cache, no prefetch (before)": (False, 0.0),
     "no cache, prefetch": (True, 0.0),
     "uint8 cache + prefetch (after)": (True, 2.0),
+    "uint8 cache, no prefetch": (False, 2.0),
 }
 """Name -> (prefetch, view cache GB)."""
 

@@ -28,6 +28,9 @@ COMMON = [
     "--steps-per-eval-all-images", "1000000",
     "--steps-per-save", "250",
     "--pipeline.model.keypoints-3d-cameras", "1",
+    # On 2 cores the prefetching worker competes with torch for them: ghnerf 0.84 steps/s without it, 0.75 with
+    # (benchmarks/bench_data_paths.py, issue-16 note); it pays where a GPU computes while the CPU decodes.
+    "--pipeline.datamanager.prefetch", "False",
 ]  # fmt: skip
 
 PER_METHOD = {
