@@ -8,17 +8,22 @@ Frame time: one held-out camera, rendered (a) as ``get_outputs_for_camera`` does
 box; the rest is background) and (b) every ray of the image, as before the change; same conditioning. Steps/s:
 ``ghnerf`` at its CPU overrides, with (a) no cache and no prefetch (every view decoded synchronously per step, as a
 ZJU-scale run whose cache misses), (b) no cache with the prefetching worker, (c) the uint8 view cache and prefetch,
-(d) the cache without the worker (the CPU overrides: on 2 cores the worker competes with torch for them).
+(d) the cache without the worker (the CPU overrides: on 2 cores the worker competes with torch for them), (e) no
+cache and no worker but pre-undistorted view copies (``view_copies``: what a ZJU-scale run whose cache misses reads).
+View loads: seconds to decode one view from the originals (image decode, undistortion, resize, mask union,
+background) and from its view copy.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -26,12 +31,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from profile_step import build_pipeline  # noqa: E402
 
 DATA_PATHS = {
-    "no cache, no prefetch (before)": (False, 0.0),
-    "no cache, prefetch": (True, 0.0),
-    "uint8 cache + prefetch (after)": (True, 2.0),
-    "uint8 cache, no prefetch": (False, 2.0),
+    "no cache, no prefetch (before)": (False, 0.0, False),
+    "no cache, prefetch": (True, 0.0, False),
+    "uint8 cache + prefetch (after)": (True, 2.0, False),
+    "uint8 cache, no prefetch": (False, 2.0, False),
+    "view copies, no cache, no prefetch": (False, 0.0, True),
 }
-"""Name -> (prefetch, view cache GB)."""
+"""Name -> (prefetch, view cache GB, pre-undistorted view copies)."""
 
 
 def make_data(root: Path, resolution: int) -> Path:
@@ -44,9 +50,30 @@ def make_data(root: Path, resolution: int) -> Path:
     return path
 
 
-def data_path_flags(prefetch: bool, cache_gb: float) -> List[str]:
-    return ["--pipeline.datamanager.prefetch", str(prefetch), "zju-mocap", "--pipeline.datamanager.dataparser.cache-gb",
-            str(cache_gb)]  # fmt: skip
+def data_path_flags(prefetch: bool, cache_gb: float, copies: Optional[Path] = None) -> List[str]:
+    prefix = "--pipeline.datamanager."
+    flags = [f"{prefix}prefetch", str(prefetch), "zju-mocap", f"{prefix}dataparser.cache-gb", str(cache_gb)]
+    return flags + (["--pipeline.datamanager.dataparser.view-copies", str(copies)] if copies else [])
+
+
+def view_load_times(data: Path, copies: Path, views: int) -> Dict[str, float]:
+    """Median seconds to load one view from the originals and from its pre-undistorted copy (no memory cache)."""
+    from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocapDataParserConfig, view_reader
+
+    config = ZJUMocapDataParserConfig(data=data, cache_gb=0.0, view_copies=copies)
+    catalog = config.setup().catalog
+    keys = [(key, camera) for key in range(catalog.num_frames) for camera in catalog.subject(key).source_cameras]
+    keys = keys[:views]
+    originals, cached = view_reader(ZJUMocapDataParserConfig(data=data)), view_reader(config)
+    times: Dict[str, List[float]] = {"originals": [], "copies": []}
+    for key, camera in keys:
+        cached(catalog.subject(key), catalog.frame(key), camera)  # writes the copy
+    for name, reader in (("originals", originals), ("copies", cached)):
+        for key, camera in keys:
+            start = time.perf_counter()
+            reader(catalog.subject(key), catalog.frame(key), camera)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 @torch.no_grad()
@@ -113,6 +140,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--skip-frames", action="store_true")
     parser.add_argument("--skip-steps", action="store_true")
+    parser.add_argument("--views", type=int, default=24, help="views timed by the view-load table")
     args = parser.parse_args()
     torch.manual_seed(0)
     data = make_data(args.data_root, args.resolution)
@@ -123,12 +151,21 @@ def main() -> None:
             t = frame_times(method, data, args.repeats)
             speedup = t["every_ray_s"] / t["in_box_s"]
             print(f"| {method} | {t['pixels']} | {t['in_box_s']:.2f} | {t['every_ray_s']:.2f} | {speedup:.2f}x |")
-    if not args.skip_steps:
-        print(f"\n| ghnerf data path | steps/s | s/step |  ({data}, CPU overrides, 512 rays, median of {args.steps})")
-        print("| --- | ---: | ---: |")
-        for name, (prefetch, cache_gb) in DATA_PATHS.items():
-            rate = steps_per_second(data, data_path_flags(prefetch, cache_gb), args.steps)
-            print(f"| {name} | {rate:.2f} | {1 / rate:.3f} |")
+    copies = Path(tempfile.mkdtemp(prefix="view_copies_"))
+    try:
+        t = view_load_times(data, copies / "load", args.views)
+        print(f"\n| view load | originals (ms) | view copy (ms) |  ({data}, median of {args.views} views)")
+        print(f"| --- | ---: | ---: |\n| one view | {1e3 * t['originals']:.1f} | {1e3 * t['copies']:.1f} |")
+        if not args.skip_steps:
+            setting = f"{data}, CPU overrides, 512 rays, median of {args.steps}"
+            print(f"\n| ghnerf data path | steps/s | s/step |  ({setting})")
+            print("| --- | ---: | ---: |")
+            for name, (prefetch, cache_gb, use_copies) in DATA_PATHS.items():
+                flags = data_path_flags(prefetch, cache_gb, copies / "steps" if use_copies else None)
+                rate = steps_per_second(data, flags, args.steps)
+                print(f"| {name} | {rate:.2f} | {1 / rate:.3f} |")
+    finally:
+        shutil.rmtree(copies, ignore_errors=True)
 
 
 if __name__ == "__main__":

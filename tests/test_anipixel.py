@@ -20,6 +20,7 @@ from nerfstudio.plugins.registry import discover_methods
 from nerfstudio_humanfeat.body import CanonicalBox, SMPLBody
 from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
+from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocapDataParserConfig
 from nerfstudio_humanfeat.fields.anipixel_field import neutral_coordinates
 from nerfstudio_humanfeat.fields.sdf_field import (
     LaplaceDensity,
@@ -257,6 +258,12 @@ def test_ns_train_eval_render_and_mesh_export(tiny_dataset: Path, tmp_path: Path
     vertices, faces = (int(header.split(f"element {name} ")[1].split()[0]) for name in ("vertex", "face"))
     assert vertices > 100 and faces > 100
     assert ply.stat().st_size == len(header) + len(b"end_header\n") + 12 * vertices + 13 * faces
+    # written in the dataset's world (the files'), not the dataparser's centred one: inside the frame's box there
+    start = len(header) + len(b"end_header\n")
+    points = np.frombuffer(ply.read_bytes()[start : start + 12 * vertices], dtype="<f4").reshape(-1, 3)
+    files_world = ZJUMocapDataParserConfig(data=tiny_dataset, center_subjects=False).setup().catalog
+    box = next(s for s in files_world.subjects if s.split == "test").frames[1].bbox.numpy()
+    assert (points >= box[0] - 0.05).all() and (points <= box[1] + 0.05).all()
 
 
 def test_ns_train_and_eval_in_the_human36m_layout(tmp_path: Path) -> None:

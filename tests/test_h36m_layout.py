@@ -57,23 +57,26 @@ def test_dataparser_reads_back_cameras_smpl_vertices_and_keypoints(h36m: Path, c
     for s, subject in enumerate(catalog.subjects):
         plan, state, keypoints = truths[subject.name]
         cams, rig = plan.cameras, subject.rig
+        offset = as_numpy(subject.world_offset)  # the dataparser's centring: the catalog's world = the files' + offset
+        assert np.linalg.norm(offset) > 0.1
         np.testing.assert_allclose(as_numpy(rig.original_intrinsics), cams.intrinsics, atol=1e-4)
         np.testing.assert_allclose(as_numpy(rig.world_to_camera[:, :, :3]), cams.rotation, atol=1e-6)
-        np.testing.assert_allclose(as_numpy(rig.world_to_camera[:, :, 3]), cams.translation, atol=1e-5)  # T in mm
+        translation = cams.translation - cams.rotation @ offset  # T in mm in the file
+        np.testing.assert_allclose(as_numpy(rig.world_to_camera[:, :, 3]), translation, atol=1e-5)
         np.testing.assert_allclose(as_numpy(rig.distortion), cams.distortion, atol=1e-7)
         for f, frame in enumerate(subject.frames):
             params = {k: as_numpy(v) for k, v in frame.smpl_params.items()}
             np.testing.assert_allclose(params["poses"], state.poses[f], atol=1e-6)
             np.testing.assert_allclose(params["Rh"], state.rh[f], atol=1e-6)
-            np.testing.assert_allclose(params["Th"], state.th[f], atol=1e-6)
+            np.testing.assert_allclose(params["Th"], state.th[f] + offset, atol=1e-6)
             np.testing.assert_allclose(params["shapes"], state.shapes[f], atol=1e-6)
             key = catalog.frame_key(s, f)
-            np.testing.assert_allclose(as_numpy(catalog.body(key).vertices), state.vertices[f], atol=1e-4)
+            np.testing.assert_allclose(as_numpy(catalog.body(key).vertices), state.vertices[f] + offset, atol=1e-4)
             # 2D: annots kpts2d, undistorted; 3D (the layout has none): triangulated from them.
             kp3d = as_numpy(frame.keypoints3d)
             found = kp3d[:, 3] > 0
             assert found.sum() >= 20
-            np.testing.assert_allclose(kp3d[found, :3], keypoints[f][found], atol=2e-3)
+            np.testing.assert_allclose(kp3d[found, :3], keypoints[f][found] + offset, atol=2e-3)
             for c in range(len(rig)):
                 kp = as_numpy(frame.keypoints2d[c])
                 seen = kp[:, 2] > 0
@@ -88,7 +91,8 @@ def test_weight_grids_are_in_each_frames_smpl_space(h36m: Path, catalog) -> None
     subject = catalog.subjects[0]
     for f, frame in enumerate(subject.frames):
         grid = frame_weight_grid(subject, f)
-        vertices = world_to_smpl_space(np.load(frame.vertices_path), frame.smpl_params["Rh"], frame.smpl_params["Th"])
+        world = np.load(frame.vertices_path) + subject.world_offset.numpy()  # the catalog's (centred) world
+        vertices = world_to_smpl_space(world, frame.smpl_params["Rh"], frame.smpl_params["Th"])
         weights, distance = sample_weights(grid, torch.from_numpy(vertices[surface]).float())
         assert float(distance.abs().max()) < 0.03  # on the surface, up to the grid's interpolation
         agree = (weights.argmax(-1).numpy() == body.weights[surface].argmax(-1)).mean()

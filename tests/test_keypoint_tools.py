@@ -19,6 +19,7 @@ from nerfstudio.plugins.registry import discover_methods
 from nerfstudio.utils.eval_utils import eval_setup
 
 from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import cameras_of_views
+from nerfstudio_humanfeat.data.world import translate_keypoints
 from nerfstudio_humanfeat.keypoints import (
     draw_skeleton,
     extract_keypoints_2d,
@@ -277,7 +278,8 @@ def test_exporter_writes_openpose_json_3d_keypoints_overlays_and_videos(
     assert overlay.shape == drawn.shape == (96, 96, 3)
     assert np.mean(np.abs(overlay - drawn) > 1) < 0.01  # the render with its skeleton (anti-aliased edges aside)
     # 3D: the model's keypoints of frame 1, as npz (nan: missing) and as the dataset's JSON (0: missing).
-    keypoints3d = model.keypoints_3d(frame_key)
+    keypoints3d = translate_keypoints(model.keypoints_3d(frame_key).cpu(), -model.catalog.world_offset)
+    assert float(model.catalog.world_offset.norm()) > 0.1  # so the dataset's world differs from the model's
     saved = np.load(root / "keypoints3d" / f"{stem}.npz")
     assert saved["joint_names"].tolist() == BODY25_NAMES
     assert torch.allclose(torch.from_numpy(saved["keypoints3d"]), keypoints3d, atol=1e-4, equal_nan=True)

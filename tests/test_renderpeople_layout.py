@@ -34,7 +34,8 @@ def rp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def catalog(rp_root: Path):
-    return RenderPeopleDataParserConfig(data=rp_root).setup().get_dataparser_outputs("train").metadata["catalog"]
+    config = RenderPeopleDataParserConfig(data=rp_root, center_subjects=False)  # the reader, in the files' world
+    return config.setup().get_dataparser_outputs("train").metadata["catalog"]
 
 
 def test_layout_files(rp_root: Path) -> None:

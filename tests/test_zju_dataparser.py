@@ -33,6 +33,7 @@ DISTORTION = (-0.3, 0.1, 0.002, -0.001, 0.0)
 
 
 def make_parser(root: Path, **kwargs) -> ZJUMocap:
+    kwargs.setdefault("center_subjects", False)  # the readers, checked in the dataset's world (tests/test_world.py)
     return ZJUMocapDataParserConfig(data=root, **kwargs).setup()
 
 

@@ -123,6 +123,15 @@ class BodyPose:
         """SMPL-space points in world: p @ R(Rh)^T + Th."""
         return apply_transform(self.global_transform, points)
 
+    def translated(self, offset: Float[Tensor, "3"]) -> "BodyPose":
+        """The same bodies in a world moved by ``offset`` (x' = x + offset); differentiable."""
+        shift = torch.zeros(4, 4, dtype=self.transforms.dtype, device=self.transforms.device)
+        shift[:3, 3] = offset.to(shift)
+        return BodyPose(
+            self.vertices + shift[:3, 3], self.joints + shift[:3, 3], self.transforms + shift,
+            self.canonical_vertices, self.canonical_joints, self.global_transform + shift, self.canonical,
+        )  # fmt: skip
+
     def __getitem__(self, index: int) -> "BodyPose":
         """The index-th body, keeping a batch dimension of one."""
         s = slice(index, index + 1) if index != -1 else slice(-1, None)

@@ -87,6 +87,11 @@ class BodyModels:
         with torch.no_grad():
             return self.model(batched["poses"], batched["shapes"], batched["Rh"], batched["Th"])
 
+    def clear(self) -> None:
+        """Forgets the posed bodies (after a frame's parameters changed)."""
+        with self._lock:
+            self._cache.clear()
+
     def body(self, frame_key: int, params: Dict[str, Tensor], keypoints3d: Optional[Tensor]) -> FrameBody:
         with self._lock:
             if frame_key in self._cache:

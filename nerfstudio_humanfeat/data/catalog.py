@@ -97,6 +97,9 @@ class SubjectRecord:
     target_cameras: List[int]
     keypoint_source: str = "none"
     """Where 2D keypoints came from: 'annots-kpts2d', 'openpose-json', 'keypoints3d-projected', ...; 'none'."""
+    world_offset: Float[Tensor, "3"] = field(default_factory=lambda: torch.zeros(3))
+    """Added to the dataset's world coordinates to give the records' (``data.world``: the dataparser's centring);
+    files read later in the dataset's world (SMPL vertices) are moved by it."""
 
 
 @dataclass
@@ -156,6 +159,15 @@ class HumanCatalog:
     @property
     def num_frames(self) -> int:
         return len(self.frame_keys)
+
+    @property
+    def world_offset(self) -> Float[Tensor, "3"]:
+        """The dataparser's translation from the dataset's world to the catalog's (``data.world``)."""
+        return self.subjects[0].world_offset if self.subjects else torch.zeros(3)
+
+    def to_dataset_world(self, points: Float[Tensor, "*bs 3"]) -> Float[Tensor, "*bs 3"]:
+        """Catalog-world points in the dataset's own world (what exports write)."""
+        return points - self.world_offset.to(points)
 
     def frame_key(self, subject_index: int, frame_index: int) -> int:
         return self._key_of[(subject_index, frame_index)]

@@ -71,9 +71,8 @@ def frame_weight_grid(subject: SubjectRecord, frame_index: int) -> WeightGrid:
     frame = subject.frames[frame_index]
     if frame.vertices_path is None or frame.smpl_params is None:
         raise HumanDataError(f"{subject.root}: frame {frame.frame_id} has no SMPL vertices and parameters")
-    verts = world_to_smpl_space(
-        load_points(frame.vertices_path, "SMPL vertices"), frame.smpl_params["Rh"], frame.smpl_params["Th"]
-    )
+    vertices = load_points(frame.vertices_path, "SMPL vertices") + subject.world_offset.double().numpy()
+    verts = world_to_smpl_space(vertices, frame.smpl_params["Rh"], frame.smpl_params["Th"])
     return load_weight_grid(bweights_path(subject.root, frame.frame_id), verts)
 
 

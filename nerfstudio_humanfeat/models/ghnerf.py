@@ -153,6 +153,7 @@ class GHNeRFModel(HumanFeatureModel):
             [DepthGuidedSampler(cfg.num_samples[level], min_std=cfg.min_depth_std) for level in range(2)]
         )
         self.human_encoder = None
+        self.source_heatmap_head: Optional[nn.Module] = None
         human_dim = 0
         if cfg.human_encoder != "none":
             self.human_encoder = build_human_encoder(
@@ -236,7 +237,7 @@ class GHNeRFModel(HumanFeatureModel):
         near, far, _ = ray_aabb_near_far(ray_bundle.origins, ray_bundle.directions, target.bbox)
         ray_bundle.nears, ray_bundle.fars = near, far
         outputs: Dict[str, Tensor] = {}
-        if self.training and hasattr(self, "source_heatmap_head") and conditioning.human_features is not None:
+        if self.training and self.source_heatmap_head is not None and conditioning.human_features is not None:
             loss = self.source_heatmap_loss(target, sources, conditioning.human_features)
             if loss is not None:
                 outputs["source_heatmap_loss"] = loss
@@ -297,6 +298,7 @@ class GHNeRFModel(HumanFeatureModel):
         targets = self.source_heatmap_targets(target, sources, height, width)
         if targets is None:
             return None
+        assert self.source_heatmap_head is not None, "the head exists when lambda_source_heatmap > 0"
         pred = self.source_heatmap_head(human_features).permute(0, 2, 3, 1)
         return masked_heatmap_mse(pred, targets[0], targets[1], self.config.heatmap_positive_weight)
 

@@ -18,6 +18,7 @@ from nerfstudio.cameras.rays import RayBundle
 from torch import Tensor
 
 from nerfstudio_humanfeat.body.smpl import BodyPose
+from nerfstudio_humanfeat.data.world import translate_smpl_params, translate_world_to_camera
 from nerfstudio_humanfeat.model_components.views import TargetView
 from nerfstudio_humanfeat.refine.anchors import nearest_anchors, orientation_directions
 from nerfstudio_humanfeat.refine.features import local_descriptors
@@ -62,9 +63,13 @@ class NerfPoseRenderer:
         if missing:
             raise ValueError(f"frames {missing[:10]} of the video are not in the model's dataset for {subject}")
         self.frame_keys: List[int] = [key_of_id[f] for f in video.frame_ids]
+        # NeuHMR works in the dataset's world (the video's camera, the poses); the catalog's is moved by its offset.
+        self.offset = catalog.world_offset.clone()
         for row, key in enumerate(self.frame_keys):  # the anchors are seen in their initial poses
-            catalog.frame(key).smpl_params = {k: v[row].clone() for k, v in initial.as_dict().items()}
-        catalog.bodies._cache.clear()
+            params = {k: v[row].clone() for k, v in initial.as_dict().items()}
+            catalog.frame(key).smpl_params = translate_smpl_params(params, self.offset)
+        catalog.bodies.clear()
+        self.world_to_camera = translate_world_to_camera(video.world_to_camera, self.offset)
         self.directions = orientation_directions(initial.Rh, video.world_to_camera)
         self.anchors: List[int] = []
         self._features: Dict[int, Tensor] = {}
@@ -80,13 +85,14 @@ class NerfPoseRenderer:
         self.anchors = list(anchors)
 
     def _target(self, frame: int, pose: BodyPose) -> TargetView:
+        pose = pose.translated(self.offset.to(pose.vertices.device))
         vertices = pose.vertices[0].detach()
         bbox = torch.stack([vertices.min(0).values - self.padding, vertices.max(0).values + self.padding])
         source = nearest_anchors(self.directions, self.anchors, frame, 1)[0] if self.anchors else frame
         return TargetView(
             frame_key=self.frame_keys[frame],
             intrinsics=self.video.intrinsics.to(self.device),
-            world_to_camera=self.video.world_to_camera.to(self.device),
+            world_to_camera=self.world_to_camera.to(self.device),
             height=self.video.height,
             width=self.video.width,
             bbox=bbox.to(self.device),
@@ -97,10 +103,10 @@ class NerfPoseRenderer:
     def _rays(self, pixels: Float[Tensor, "N 2"]) -> RayBundle:
         k_inv = torch.linalg.inv(self.video.intrinsics)
         homogeneous = torch.cat([pixels, torch.ones_like(pixels[:, :1])], -1) @ k_inv.T
-        rot = self.video.world_to_camera[:, :3]
+        rot = self.world_to_camera[:, :3]
         directions = homogeneous @ rot
         directions = directions / directions.norm(dim=-1, keepdim=True)
-        origin = -rot.T @ self.video.world_to_camera[:, 3]
+        origin = -rot.T @ self.world_to_camera[:, 3]
         count = pixels.shape[0]
         return RayBundle(
             origins=origin.expand(count, 3).to(self.device),
@@ -124,7 +130,7 @@ class NerfPoseRenderer:
         with torch.no_grad():
             out = self._render(frame, pose, pixels)
             rays = self._rays(pixels.to(self.device))
-            forward = self.video.world_to_camera[2, :3].to(self.device)
+            forward = self.world_to_camera[2, :3].to(self.device)
             z = out["depth"].reshape(-1) * (rays.directions @ forward)
             hit = out["accumulation"].reshape(-1) > 0.5
             return torch.where(hit, z, torch.full_like(z, float("inf"))).cpu()

@@ -117,6 +117,8 @@ def main(config: MeshConfig) -> Path:
     camera = config.camera if config.camera is not None else (subject.target_cameras or subject.source_cameras)[0]
     volume, origin = sdf_volume(model, frame_key, source_key, config.space, config.voxel_size, camera, config.chunk)
     vertices, faces = marching_cubes(volume, origin, config.voxel_size)
+    if config.space != "canonical":
+        vertices = vertices - catalog.world_offset.double().numpy()  # the dataset's world, as its SMPL fits
     write_ply(config.output, vertices, faces)
     CONSOLE.print(
         f"{config.space} mesh of {catalog.describe(frame_key)} (sources: {catalog.describe(source_key)}), step {step}: "

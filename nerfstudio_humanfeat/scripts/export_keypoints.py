@@ -8,7 +8,8 @@ Per subject, under ``--output-dir``/<subject>/:
   overlays/<camera>/<frame>.png                 the rendered colour with the BODY_25 skeleton
   videos/<camera>.mp4                           the overlays over frames (with two or more frames)
   keypoints3d/<frame>.json, <frame>.npz         world 3D keypoints: [{"id": 0, "keypoints3d": 25 x [x, y, z, c]}]
-                                                (the dataset's format), and keypoints3d (J, 4) with joint_names
+                                                (the dataset's format and world: the dataparser's centring undone),
+                                                and keypoints3d (J, 4) with joint_names
 2D keypoints are in pixels of the rendered (undistorted, output-resolution) image with OpenPose's convention of
 pixel centres at integers; <frame> is the dataset's frame number, 6 digits.
 """
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from nerfstudio_humanfeat.data.catalog import SubjectRecord
 from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import cameras_of_views
+from nerfstudio_humanfeat.data.world import translate_keypoints
 from nerfstudio_humanfeat.keypoints import PIXEL_CENTER, keypoint_valid
 from nerfstudio_humanfeat.models.human_model import HumanFeatureModel
 from nerfstudio_humanfeat.skeleton import BODY25_NAMES
@@ -138,9 +140,8 @@ class ExportKeypoints:
                 mediapy.write_video(root / "videos" / f"{name}.mp4", np.stack(overlays), fps=self.fps)
         if self.keypoints_3d:
             for frame_key, frame_id in frames:
-                write_keypoints_3d(
-                    root / "keypoints3d" / f"{frame_id:06d}", model.keypoints_3d(frame_key), BODY25_NAMES
-                )
+                keypoints = translate_keypoints(model.keypoints_3d(frame_key).cpu(), -catalog.world_offset)
+                write_keypoints_3d(root / "keypoints3d" / f"{frame_id:06d}", keypoints, BODY25_NAMES)
                 advance()
 
     def export_view(

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from nerfstudio_humanfeat.camera_utils import cameras_from_opencv
 from nerfstudio_humanfeat.data.catalog import HumanCatalog, HumanDataError, MaskMode, SubjectRecord, ViewLoader
 from nerfstudio_humanfeat.data.view_cache import DiskViewCache
+from nerfstudio_humanfeat.data.world import centre_catalog, dataparser_transform
 from nerfstudio_humanfeat.data.zju_io import (
     Annots,
     BackgroundOptions,
@@ -126,6 +127,10 @@ class ZJUMocapDataParserConfig(DataParserConfig):
     smpl_model: Optional[Path] = None
     """SMPL model pickle, or a folder holding SMPL_NEUTRAL.pkl, for the methods that pose bodies; None:
     $HUMANFEAT_SMPL_MODEL, else <data>/body_model/SMPL_NEUTRAL.pkl (what the synthetic generator writes)."""
+    center_subjects: bool = True
+    """Translate the world so that the mean centre of the frames' body boxes is the origin (nerfstudio's centring;
+    the translation is written to dataparser_transforms.json, exports are in the dataset's world). The scale stays
+    1: the methods are metric (SMPL, keypoint encodings in metres, MPJPE in mm)."""
 
 
 @dataclass
@@ -363,7 +368,8 @@ class ZJUMocap(DataParser):
     def catalog(self) -> HumanCatalog:
         """Every selected subject (train and test), shared by all splits."""
         if self._catalog is None:
-            self._catalog = self._build_catalog()
+            catalog = self._build_catalog()
+            self._catalog = centre_catalog(catalog) if self.config.center_subjects else catalog
         return self._catalog
 
     def find_sequences(self) -> Dict[str, Path]:
@@ -481,6 +487,6 @@ def human_dataparser_outputs(catalog: HumanCatalog, config: ZJUMocapDataParserCo
         cameras=cameras_of_views(catalog, views, source_keys),
         scene_box=SceneBox(aabb=torch.stack([boxes[:, 0].min(0).values, boxes[:, 1].max(0).values])),
         dataparser_scale=1.0,
-        dataparser_transform=torch.eye(4)[:3, :],
+        dataparser_transform=dataparser_transform(catalog),
         metadata={"catalog": catalog, "views": views, "source_frame_keys": source_keys, "protocols": protocols},
     )
