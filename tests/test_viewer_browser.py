@@ -10,6 +10,8 @@ Screenshots and the viewer's log go to ``tests/artifacts/viewer/`` (ignored by g
 $HUMANFEAT_VIEWER_ARTIFACTS to move them). Needs Debian's ``chromium`` and ``chromium-driver``
 (``scripts/install_browser.sh``); without them the test is skipped with the reason, unless
 $HUMANFEAT_REQUIRE_BROWSER=1 (``make viewer-test``, ``.ci/run``), which turns the skip into a failure.
+$HUMANFEAT_VIEWER_CHECKPOINT=<config.yml> inspects that run instead (screenshots of a model that has learned, e.g.
+``make demo``'s); its dataset must be reachable from the current folder.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
 
 BIN = Path(sys.executable).parent
+TRAINED = os.environ.get("HUMANFEAT_VIEWER_CHECKPOINT", "")
 CHROMIUM = Path(os.environ.get("HUMANFEAT_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("HUMANFEAT_CHROMEDRIVER", "/usr/bin/chromedriver"))
 ARTIFACTS = Path(os.environ.get("HUMANFEAT_VIEWER_ARTIFACTS", Path(__file__).parent / "artifacts" / "viewer"))
@@ -111,7 +114,9 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """config.yml of ghnerf after 3 real ns-train steps on the tiny synthetic data."""
+    """config.yml of ghnerf after 3 real ns-train steps on the tiny synthetic data ($HUMANFEAT_VIEWER_CHECKPOINT)."""
+    if TRAINED:
+        return Path(TRAINED).resolve()
     work = tmp_path_factory.mktemp("viewer")
     tiny = [
         "--pipeline.datamanager.train-num-rays-per-batch", "128",
@@ -135,7 +140,7 @@ def viewer_url(checkpoint: Path, artifacts: Path):
     log = open(artifacts / "ns-viewer.log", "w")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [str(BIN / "ns-viewer"), "--load-config", str(checkpoint), "--viewer.websocket-port", str(port)],
-        cwd=checkpoint.parent,
+        cwd=Path.cwd() if TRAINED else checkpoint.parent,  # a trained run's paths are relative to where it ran
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "HUMANFEAT_FRAME": ""},
@@ -330,7 +335,19 @@ def non_blank(image: np.ndarray) -> float:
     return float((np.abs(flat.astype(int) - dominant).sum(-1) > 40).mean())
 
 
-def test_viewer_renders_each_output_subject_and_frame_in_chromium(driver, artifacts: Path, tiny_dataset: Path):
+@pytest.fixture(scope="module")
+def viewer_data(checkpoint: Path, tiny_dataset: Path) -> Path:
+    """The dataset of the run the viewer shows."""
+    if not TRAINED:
+        return tiny_dataset
+    import yaml
+
+    config = yaml.load(checkpoint.read_text(), Loader=yaml.Loader)
+    manager = config.pipeline.datamanager
+    return Path(manager.data if manager.data is not None else manager.dataparser.data)  # --data sets the first
+
+
+def test_viewer_renders_each_output_subject_and_frame_in_chromium(driver, artifacts: Path, viewer_data: Path):
     page = Page(driver, artifacts)
     started = time.monotonic()
     # The GUI comes from the server through the websocket: its controls on the page mean the viewer is connected.
@@ -354,7 +371,7 @@ def test_viewer_renders_each_output_subject_and_frame_in_chromium(driver, artifa
     paths = f"screenshots in {artifacts}"
 
     # It opens on the person: from the first evaluation subject's first target camera, its mask region is brighter.
-    mask, intrinsics = opening_view_mask(tiny_dataset)
+    mask, intrinsics = opening_view_mask(viewer_data)
     person = page.dataset_mask_on_canvas(mask, intrinsics)
     luminance = current.astype(float).mean(-1)
     inner = binary_erosion(person, iterations=3)
@@ -406,7 +423,7 @@ def test_viewer_renders_each_output_subject_and_frame_in_chromium(driver, artifa
     # Subject and Frame re-render the chosen output for another person and another frame.
     page.choose("Output type", "rgb")
     before = page.settled_canvas(current, "choosing output rgb again")
-    subjects: List[str] = sorted(p.name for p in tiny_dataset.iterdir() if p.name.startswith("synth_"))
+    subjects: List[str] = sorted(p.name for p in viewer_data.iterdir() if p.name.startswith("synth_"))
     shown = page.control("Subject").get_attribute("value")
     other = next(s for s in subjects if s != shown)
     page.choose("Subject", other)
