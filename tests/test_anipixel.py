@@ -19,7 +19,7 @@ from nerfstudio.plugins.registry import discover_methods
 
 from nerfstudio_humanfeat.body import CanonicalBox, SMPLBody
 from nerfstudio_humanfeat.configs.cli import with_dataparser
-from nerfstudio_humanfeat.configs.cpu import cpu_overrides
+from nerfstudio_humanfeat.configs.cpu import cpu_overrides, cpu_variant
 from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocapDataParserConfig
 from nerfstudio_humanfeat.fields.anipixel_field import neutral_coordinates
 from nerfstudio_humanfeat.fields.sdf_field import (
@@ -30,6 +30,7 @@ from nerfstudio_humanfeat.fields.sdf_field import (
     min_sdf_mask_loss,
     sdf_gradient,
 )
+from nerfstudio_humanfeat.models.anipixel import mask_warmup_steps
 from nerfstudio_humanfeat.scripts import anipixel_mesh
 from nerfstudio_humanfeat.synth.body_model import build_body_model
 from nerfstudio_humanfeat.synth.generator import generate, make_spec
@@ -131,6 +132,16 @@ def test_config_is_the_papers() -> None:
     assert config.pipeline.datamanager.dataparser.novel_pose
     assert config.max_num_iterations == 150_000 and model.mask_warmup_fraction == pytest.approx(30 / 150)
     assert "--pipeline.model.hash-num-levels" in cpu_overrides("anipixel")
+
+
+def test_mask_warmup_is_a_fraction_of_the_run_unless_its_steps_are_given() -> None:
+    """The paper's 30k of 150k; a run ended by a time budget (the CPU variant, with the benchmarks' large
+    max_num_iterations) warms up for a fixed number of steps instead of never leaving the warm-up."""
+    config = discover_methods()[0]["anipixel"]
+    assert mask_warmup_steps(config.pipeline.model, config.max_num_iterations) == 30_000
+    cpu = cpu_variant(config)
+    assert cpu.pipeline.model.mask_warmup_steps == 100
+    assert mask_warmup_steps(cpu.pipeline.model, 100_000) == 100
 
 
 def test_backward_then_forward_skinning_returns_the_point_at_initialisation(pipeline) -> None:

@@ -99,7 +99,8 @@ class AniPixelModelConfig(HumanFeatureModelConfig):
       displacement L2 of Delta_t and Delta_o.
     - training pairs: with ``train_novel_pose_probability`` the source images come from another frame of the same
       subject (training the animation path, as MPS-NeRF does), else from the target's frame.
-    - the mask-only warm-up is ``mask_warmup_fraction`` of the run (the paper: 30k of 150k steps).
+    - the mask-only warm-up is ``mask_warmup_fraction`` of the run (the paper: 30k of 150k steps), or
+      ``mask_warmup_steps`` where a time budget ends the run (the CPU variant: 100 steps).
     """
 
     _target: Type = field(default_factory=lambda: AniPixelModel)
@@ -159,7 +160,10 @@ class AniPixelModelConfig(HumanFeatureModelConfig):
     """Heatmap and dense-pose heads on the canonical SDF features (this plugin); False: the paper's exact method."""
     train_novel_pose_probability: float = 0.5
     mask_warmup_fraction: float = 0.2
-    """Share of the training steps with only the mask loss (the paper: 30k of 150k)."""
+    """Share of ``max_num_iterations`` with only the mask loss (the paper: 30k of 150k)."""
+    mask_warmup_steps: Optional[int] = None
+    """Mask-only steps, overriding ``mask_warmup_fraction`` (runs stopped by a time budget rather than by
+    ``max_num_iterations``: the CPU variant and the benchmarks)."""
     lambda_rgb: float = 1.0
     lambda_rgb_coarse: float = 1.0
     lambda_perceptual: float = 0.05
@@ -623,7 +627,7 @@ class AniPixelModel(HumanFeatureModel):
     def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
         trainer = attrs.trainer
         total = trainer.config.max_num_iterations if trainer is not None else 0
-        self._warmup_steps = int(round(self.config.mask_warmup_fraction * total))
+        self._warmup_steps = mask_warmup_steps(self.config, total)
 
         def set_step(step: int) -> None:
             self._step = step
@@ -670,6 +674,13 @@ class AniPixelModel(HumanFeatureModel):
         metrics = super().get_metrics_dict(outputs, batch)
         metrics["laplace_b"] = self.density.b.detach()
         return metrics
+
+
+def mask_warmup_steps(config: AniPixelModelConfig, max_num_iterations: int) -> int:
+    """The mask-only warm-up in steps: ``mask_warmup_steps`` when set, else the fraction of the run."""
+    if config.mask_warmup_steps is not None:
+        return config.mask_warmup_steps
+    return int(round(config.mask_warmup_fraction * max_num_iterations))
 
 
 def rotate_normals(
