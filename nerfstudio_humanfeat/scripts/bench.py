@@ -34,7 +34,7 @@ from nerfstudio_humanfeat.configs.cpu import cpu_overrides
 from nerfstudio_humanfeat.pose_baseline import BASELINE_KEYS, BASELINE_LABEL
 from nerfstudio_humanfeat.synth.generator import PresetName, generate, make_spec
 
-DEFAULT_METHODS = ("ghnerf", "ghnerf-dino", "enerf-heatmap", "hfnerf", "keypointnerf")
+DEFAULT_METHODS = ("ghnerf", "ghnerf-dino", "enerf-heatmap", "hfnerf", "keypointnerf", "anipixel")
 LABELS = {
     "enerf-heatmap": "ENeRF+Heatmap",
     "ghnerf": "GHNeRF+ResNet34",
@@ -55,7 +55,9 @@ COLUMNS: Tuple[Tuple[str, str, str], ...] = (
     ("fps", "FPS ↑", ".2f"),
 )
 """(ns-eval key, header, format) of the table's metric columns: the paper's Table 1, then MPJPE and FPS."""
-EXTRA_KEYS = ("keypoints3d_detected", "pck_pooled", "densepose_mse", *BASELINE_KEYS)
+PROTOCOL_KEYS = tuple(f"novel_pose/{key}" for key in ("psnr", "ssim", "lpips", "heatmap_mse", "pck"))
+"""ns-eval keys of the novel-pose protocol (animatable methods): frames rendered from another frame's sources."""
+EXTRA_KEYS = ("keypoints3d_detected", "pck_pooled", "densepose_mse", *BASELINE_KEYS, *PROTOCOL_KEYS)
 """Further ns-eval keys kept in the CSV files."""
 PAPER_TABLE_1 = (
     ("ENeRF+Heatmap", "31.48", "0.965", "0.050", "0.0005", "0.438"),
@@ -155,6 +157,23 @@ def pose_baseline_table(results: Sequence[MethodResult]) -> Optional[str]:
     final = with_baseline[0].final  # the same ground-truth views for every method
     cells = [format_value(final.get("baseline_pck"), ".3f"), format_value(final.get("baseline_joint_error_px"), ".2f")]
     lines.append(f"| {BASELINE_LABEL} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def novel_pose_table(results: Sequence[MethodResult]) -> Optional[str]:
+    """Novel views and novel poses side by side for the methods evaluated under both protocols (AniPixel's
+    Table 1 layout); None when no method was."""
+    animatable = [r for r in results if isinstance(r.final.get("novel_pose/psnr"), (int, float))]
+    if not animatable:
+        return None
+    columns = COLUMNS[:5]
+    headers = ["Method (ours)", "Protocol", *(header for _, header, _ in columns)]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join([" --- "] * 2 + [" ---: "] * len(columns)) + "|"]
+    for result in animatable:
+        for protocol, prefix in (("novel view", ""), ("novel pose", "novel_pose/")):
+            cells = [LABELS.get(result.method, result.method), protocol]
+            cells += [format_value(result.final.get(prefix + key), spec) for key, _, spec in columns]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -306,9 +325,9 @@ class Bench:
         table = markdown_table(results)
         (out / "table.md").write_text(self.report(results, table, seconds))
         CONSOLE.print(table)
-        baseline = pose_baseline_table(results)
-        if baseline is not None:
-            CONSOLE.print(baseline)
+        for extra in (novel_pose_table(results), pose_baseline_table(results)):
+            if extra is not None:
+                CONSOLE.print(extra)
         CONSOLE.print(f"wrote {out / 'table.md'}, table.csv, curves.csv and curves.png")
 
     def pose_baseline_section(self, results: Sequence[MethodResult]) -> List[str]:
@@ -319,6 +338,19 @@ class Bench:
             "Keypoints against an off-the-shelf 2D pose estimator (GHNeRF Table 3), on the joints it can detect "
             "(BODY_25 without the small toes), same held-out views and ground truth; the estimator's 2D error counts "
             "the joints it found:",
+            "",
+            table,
+            "",
+        ]
+
+    def novel_pose_section(self, results: Sequence[MethodResult]) -> List[str]:
+        table = novel_pose_table(results)
+        if table is None:
+            return []
+        return [
+            "Animatable methods under both protocols, same held-out subjects: novel view (each frame from its own "
+            "source views) and novel pose (a frame rendered from the source views of another frame of the subject, "
+            "its SMPL pose driving the render):",
             "",
             table,
             "",
@@ -351,6 +383,7 @@ class Bench:
             "",
             *[f"- {key[len('notes/') :]}: {text}" for key, text in notes.items()],
             "",
+            *self.novel_pose_section(results),
             *self.pose_baseline_section(results),
             "GHNeRF paper, Table 1, for reference:",
             "",
