@@ -177,6 +177,27 @@ def test_backward_then_forward_skinning_returns_the_point_at_initialisation(pipe
     assert (observed - expected).norm(dim=-1).median() < 0.02
 
 
+def test_body_features_vanish_off_the_body_like_density(pipeline) -> None:
+    """Heatmaps and dense pose are body features: zero where the backward skinning says background (so the volumetric
+    heatmap of the 3D keypoints has no peaks there), untouched on the body."""
+    model, catalog = pipeline.model, pipeline.datamanager.catalog
+    frame_key = catalog.frame_keys_of_split("test")[0]
+    target = model.target_of_dataset_view(frame_key, catalog.subject(frame_key).target_cameras[0])
+    sources = model.sources_for(target)
+    cond = model.condition(target, sources)
+    torch.manual_seed(2)
+    surface = cond.target_pose.vertices[0][torch.unique(catalog.bodies.model.faces)][:200]
+    box = catalog.frame(frame_key).bbox.to(surface)
+    corners = box[0] + (box[1] - box[0]) * torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    with torch.no_grad():
+        fields_ = model.query_points(target, sources, cond, torch.cat([surface, corners]))
+        background = model.skin_to_canonical(corners, cond)[1][:, -1]
+    assert torch.equal(background, torch.ones(3))  # the box's corners are far from the body
+    for name in ("density", "heatmap", "densepose"):
+        assert fields_[name][200:].abs().max() == 0, name
+        assert fields_[name][:200].abs().min() > 0, name  # sigmoid heads and the SDF density are positive on the body
+
+
 def test_novel_pose_renders_frame_t_from_the_source_views_of_frame_s(pipeline, monkeypatch) -> None:
     model, manager = pipeline.model, pipeline.datamanager
     catalog, dataset = manager.catalog, manager.eval_dataset

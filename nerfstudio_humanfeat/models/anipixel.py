@@ -488,10 +488,11 @@ class AniPixelModel(HumanFeatureModel):
         }
         if gradient is not None:
             out["gradient"] = gradient
+        # body features, like density, exist on the body only: no spurious peaks in the volumetric heatmap's background
         if self.heatmap is not None:
-            out["heatmap"] = self.heatmap(features)
+            out["heatmap"] = self.heatmap(features) * foreground
         if self.densepose is not None:
-            out["densepose"] = self.densepose(features)
+            out["densepose"] = self.densepose(features) * foreground
         if with_color:
             normal = F.normalize(gradient, dim=-1)
             normal_o = rotate_normals(normal, forward_weights, cond.observation_pose)
