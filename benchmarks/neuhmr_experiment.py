@@ -33,7 +33,9 @@ from nerfstudio_humanfeat.refine.renderer import SplatRenderer
 @dataclass
 class Experiment:
     data_root: Path = Path("/tmp/neuhmr/synth")
-    """A synthetic dataset; generated here when missing (2 subjects, 1 held out, 40 frames, 4 cameras, 128 px)."""
+    """A synthetic dataset; generated here when missing (``num_subjects``, 1 held out, 40 frames, 4 cameras, 128 px)."""
+    num_subjects: int = 2
+    """Subjects of a generated dataset (one is held out; the others train the NeRF renderer)."""
     output_dir: Path = Path("/tmp/neuhmr/experiment")
     subject: Optional[str] = None
     """Default: the first test subject of splits.json."""
@@ -46,12 +48,14 @@ class Experiment:
     """Also run without the joint-matching loss."""
 
 
-def ensure_data(root: Path) -> None:
+def ensure_data(root: Path, num_subjects: int = 2) -> None:
     if (root / "splits.json").is_file():
         return
     from nerfstudio_humanfeat.synth.generator import generate, make_spec
 
-    spec = make_spec("demo", num_subjects=2, num_test_subjects=1, num_frames=40, num_cameras=4, resolution=128)
+    spec = make_spec(
+        "demo", num_subjects=num_subjects, num_test_subjects=1, num_frames=40, num_cameras=4, resolution=128
+    )
     generate(spec, root, progress=True)
 
 
@@ -66,7 +70,7 @@ def make_renderer(exp: Experiment, video, initial, subject: str):
 
 def main(exp: Experiment) -> Dict:
     torch.manual_seed(0)
-    ensure_data(exp.data_root)
+    ensure_data(exp.data_root, exp.num_subjects)
     splits = json.loads((exp.data_root / "splits.json").read_text())
     subject = exp.subject or splits["test_subjects"][0]
     sequence = exp.data_root / subject
