@@ -86,7 +86,10 @@ def test_bright_background_is_zero_in_targets_sources_and_eval_ground_truth(brig
     assert view.image[inside].mean() > 0.05  # the person is kept
 
 
-METHODS = ("ghnerf", "ghnerf-dino", "ghnerf-resnet18", "enerf-heatmap", "hfnerf", "hfnerf-dino")
+METHODS = (
+    "ghnerf", "ghnerf-dino", "ghnerf-resnet18", "enerf-heatmap", "hfnerf", "hfnerf-dino", "keypointnerf-cpu",
+    "anipixel-cpu",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("method", METHODS)
