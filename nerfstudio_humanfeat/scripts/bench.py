@@ -177,6 +177,23 @@ def novel_pose_table(results: Sequence[MethodResult]) -> Optional[str]:
     return "\n".join(lines)
 
 
+NOVEL_POSE_INTRO = (
+    "Animatable methods under both protocols, same held-out subjects: novel view (each frame from its own source "
+    "views) and novel pose (a frame rendered from the source views of another frame of the subject, its SMPL pose "
+    "driving the render):"
+)
+POSE_BASELINE_INTRO = (
+    "Keypoints against an off-the-shelf 2D pose estimator (GHNeRF Table 3), on the joints it can detect (BODY_25 "
+    "without the small toes), same held-out views and ground truth; the estimator's 2D error counts the joints it "
+    "found:"
+)
+
+
+def section(intro: str, table: Optional[str]) -> List[str]:
+    """table.md lines of an optional table with its introduction (none without the table)."""
+    return [] if table is None else [intro, "", table, ""]
+
+
 def paper_table() -> str:
     """GHNeRF's Table 1, each row labelled with its setting (not comparable with synthetic CPU runs)."""
     lines = [
@@ -330,32 +347,6 @@ class Bench:
                 CONSOLE.print(extra)
         CONSOLE.print(f"wrote {out / 'table.md'}, table.csv, curves.csv and curves.png")
 
-    def pose_baseline_section(self, results: Sequence[MethodResult]) -> List[str]:
-        table = pose_baseline_table(results)
-        if table is None:
-            return []
-        return [
-            "Keypoints against an off-the-shelf 2D pose estimator (GHNeRF Table 3), on the joints it can detect "
-            "(BODY_25 without the small toes), same held-out views and ground truth; the estimator's 2D error counts "
-            "the joints it found:",
-            "",
-            table,
-            "",
-        ]
-
-    def novel_pose_section(self, results: Sequence[MethodResult]) -> List[str]:
-        table = novel_pose_table(results)
-        if table is None:
-            return []
-        return [
-            "Animatable methods under both protocols, same held-out subjects: novel view (each frame from its own "
-            "source views) and novel pose (a frame rendered from the source views of another frame of the subject, "
-            "its SMPL pose driving the render):",
-            "",
-            table,
-            "",
-        ]
-
     def report(self, results: Sequence[MethodResult], table: str, seconds: float) -> str:
         """table.md: the budget, the table, what the columns mean, and the paper's numbers for reference."""
         budget = f"{self.steps or 'the method default of'} steps"
@@ -383,8 +374,8 @@ class Bench:
             "",
             *[f"- {key[len('notes/') :]}: {text}" for key, text in notes.items()],
             "",
-            *self.novel_pose_section(results),
-            *self.pose_baseline_section(results),
+            *section(NOVEL_POSE_INTRO, novel_pose_table(results)),
+            *section(POSE_BASELINE_INTRO, pose_baseline_table(results)),
             "GHNeRF paper, Table 1, for reference:",
             "",
             paper_table(),
