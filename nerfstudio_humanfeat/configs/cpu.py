@@ -68,9 +68,10 @@ PER_METHOD = {
         "--optimizers.fields.optimizer.lr", "5e-4",
     ],
     # keypointnerf: one 16x16 patch and 320 rays per step (576 rays, as one 24x24 patch): overfit PSNR 32.5 and PCK
-    # 0.14 in 5 CPU minutes against 26.0 / 0.03 with the patch alone, which shows a few joints per step (learning
-    # benchmark, issue-10 note); 16 + 16 samples, narrower encoders (a 256-filter hourglass is most of a CPU step),
-    # smaller render chunks (each ray holds 3 views x K x 7 encodings per sample).
+    # 0.14 at 251 steps (5 CPU minutes) against 21.4-26.0 and 0.00-0.03 at 150-300 steps with the patch alone, which
+    # shows the heatmap loss a few joints per step (learning benchmark, issue-10 note); 16 + 16 samples, narrower
+    # encoders (a 256-filter hourglass is most of a CPU step), smaller render chunks (each ray holds 3 views x K x 7
+    # encodings per sample).
     "keypointnerf": [
         "--pipeline.datamanager.num-patches", "1",
         "--pipeline.datamanager.perceptual-patch-size", "16",
