@@ -185,7 +185,6 @@ def test_body_features_vanish_off_the_body_like_density(pipeline) -> None:
     target = model.target_of_dataset_view(frame_key, catalog.subject(frame_key).target_cameras[0])
     sources = model.sources_for(target)
     cond = model.condition(target, sources)
-    torch.manual_seed(2)
     surface = cond.target_pose.vertices[0][torch.unique(catalog.bodies.model.faces)][:200]
     box = catalog.frame(frame_key).bbox.to(surface)
     corners = box[0] + (box[1] - box[0]) * torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
