@@ -26,7 +26,7 @@ from nerfstudio_humanfeat.refine.io import load_sequence, load_video, save_npz
 from nerfstudio_humanfeat.refine.metrics import pose_errors, pose_sequence
 from nerfstudio_humanfeat.refine.overlay import overlay_frames, write_overlay
 from nerfstudio_humanfeat.refine.perturb import PerturbConfig, perturb_sequence
-from nerfstudio_humanfeat.refine.refine import NeuHMR, RefineConfig
+from nerfstudio_humanfeat.refine.refine import NeuHMR, RefineConfig, frame_window
 from nerfstudio_humanfeat.refine.renderer import SplatRenderer
 
 
@@ -46,6 +46,10 @@ class Experiment:
     refine: RefineConfig = field(default_factory=RefineConfig)
     ablation: bool = True
     """Also run without the joint-matching loss."""
+    diagnose: bool = False
+    """Instead of refining: does the renderer's objective prefer the true poses? Per frame rgb and geo losses at the
+    initial and the true pose (anchors chosen and conditioned as NeuHMR does), and diagnose.png: image, mask, and the
+    rendered opacity and colour at both poses for one frame that is not an anchor."""
 
 
 def ensure_data(root: Path, num_subjects: int = 2) -> None:
@@ -68,6 +72,77 @@ def make_renderer(exp: Experiment, video, initial, subject: str):
     return NerfPoseRenderer(model, video, subject, exp.camera, initial), f"{type(model).__name__} ({exp.load_config})"
 
 
+def render_frame(renderer, frame: int, pose, chunk: int = 2048):
+    """Every pixel of a video frame rendered in ``pose``: colour (H, W, 3) and opacity (H, W)."""
+    video = renderer.video
+    ys, xs = torch.meshgrid(torch.arange(video.height), torch.arange(video.width), indexing="ij")
+    pixels = torch.stack([xs, ys], -1).reshape(-1, 2).float() + 0.5
+    rgb, accumulation = [], []
+    with torch.no_grad():
+        for part in pixels.split(chunk):
+            out = renderer.render(frame, pose, part)
+            rgb.append(out.rgb)
+            accumulation.append(out.accumulation)
+    return torch.cat(rgb).reshape(video.height, video.width, 3), torch.cat(accumulation).reshape(video.height, -1)
+
+
+def diagnose(exp: Experiment, body, video, initial, truth, subject: str) -> Dict:
+    """Losses of the initial and the true poses under the renderer NeuHMR optimises through."""
+    from nerfstudio_humanfeat.refine.losses import iou_loss
+    from nerfstudio_humanfeat.refine.refine import sample_pixels
+
+    renderer, description = make_renderer(exp, video, initial, subject)
+    neuhmr = NeuHMR(body, renderer, exp.refine)
+    anchors, _, _ = neuhmr.choose_anchors(initial)
+    with torch.no_grad():
+        renderer.condition(anchors, neuhmr.pose(initial, anchors))
+    no_features = (torch.zeros(24, 1), torch.zeros(24, dtype=torch.bool))
+    rows = []
+    for frame in range(len(video)):
+        row = {"frame": video.frame_ids[frame], "anchor": frame in anchors}
+        generator = torch.Generator().manual_seed(frame)
+        with torch.no_grad():
+            window = frame_window(video, neuhmr.pose(truth, [frame]), frame, exp.refine.margin_px)
+            pixels = sample_pixels(window, exp.refine.report_rays, generator)
+            for name, sequence in (("initial", initial), ("truth", truth)):
+                out = neuhmr.frame_losses(frame, neuhmr.pose(sequence, [frame]), pixels, *no_features, generator,
+                                          use_joint=False)  # fmt: skip
+                row[f"rgb_{name}"], row[f"geo_{name}"] = float(out["rgb"]), float(out["geo"])
+        rows.append(row)
+        tag = " (anchor)" if row["anchor"] else ""
+        print(f"frame {row['frame']:4d}{tag:9s}  rgb {row['rgb_initial']:.4f} -> {row['rgb_truth']:.4f} at the truth"
+              f"   geo {row['geo_initial']:.3f} -> {row['geo_truth']:.3f}")  # fmt: skip
+    others = [r for r in rows if not r["anchor"]] or rows
+    summary = {"renderer": description, "anchors": anchors, "frames": rows}
+    for key in ("rgb", "geo"):
+        summary[f"{key}_initial"] = sum(r[f"{key}_initial"] for r in others) / len(others)
+        summary[f"{key}_truth"] = sum(r[f"{key}_truth"] for r in others) / len(others)
+        summary[f"{key}_truth_lower"] = sum(r[f"{key}_truth"] < r[f"{key}_initial"] for r in others) / len(others)
+    frame = next(i for i, r in enumerate(rows) if not r["anchor"])
+    panels = [video.images[frame], video.masks[frame].float()[..., None].expand(-1, -1, 3)]
+    for sequence in (initial, truth):
+        rgb, accumulation = render_frame(renderer, frame, neuhmr.pose(sequence, [frame]))
+        panels += [accumulation[..., None].expand(-1, -1, 3), rgb]
+        mask = video.masks[frame].float()
+        summary.setdefault("full_frame_iou", []).append(1.0 - float(iou_loss(accumulation, mask)))
+    strip = (torch.cat([p.clamp(0, 1) for p in panels], dim=1) * 255).byte().numpy()
+    import imageio.v2 as imageio
+
+    exp.output_dir.mkdir(parents=True, exist_ok=True)
+    imageio.imwrite(exp.output_dir / "diagnose.png", strip)
+    (exp.output_dir / "diagnose.json").write_text(json.dumps(summary, indent=2))
+    print(f"renderer: {description}; anchors {anchors}; frames that are not anchors:")
+    for key in ("rgb", "geo"):
+        print(f"  {key}: initial {summary[f'{key}_initial']:.4f}, truth {summary[f'{key}_truth']:.4f}; "
+              f"lower at the truth in {100 * summary[f'{key}_truth_lower']:.0f} % of frames")  # fmt: skip
+    print(
+        f"  frame {video.frame_ids[frame]}, whole image: IoU of the rendered opacity with the mask "
+        f"{summary['full_frame_iou'][0]:.3f} at the initial pose, {summary['full_frame_iou'][1]:.3f} at the truth"
+    )
+    print(f"wrote {exp.output_dir / 'diagnose.png'} (image, mask, opacity and colour at the initial and true poses)")
+    return summary
+
+
 def main(exp: Experiment) -> Dict:
     torch.manual_seed(0)
     ensure_data(exp.data_root, exp.num_subjects)
@@ -78,6 +153,8 @@ def main(exp: Experiment) -> Dict:
     body = SMPLBody.from_file(resolve_smpl_model(None, exp.data_root))
     truth = load_sequence(sequence / "params").select_ids(video.frame_ids)
     initial = perturb_sequence(truth, exp.perturb, video.world_to_camera)
+    if exp.diagnose:
+        return diagnose(exp, body, video, initial, truth, subject)
     exp.output_dir.mkdir(parents=True, exist_ok=True)
     save_npz(initial, exp.output_dir / "initial.npz")
     w2c = video.world_to_camera

@@ -223,3 +223,25 @@ def test_ns_train_ns_eval_and_ns_render(tiny_dataset: Path, tmp_path: Path):
         cwd=tmp_path)  # fmt: skip
     for output in ("rgb", "joint_heatmap", "densepose_color"):
         assert len(list((tmp_path / "renders" / "test" / output).rglob("*.png"))) == 2, output
+
+
+def test_the_heads_see_the_proximity_of_each_given_keypoint(tiny_dataset: Path):
+    model = build_model(tiny_dataset).model
+    model.eval()
+    target = model.target_of_dataset_view(0, 0)
+    sources = model.sources_for(target, exclude=(0,))
+    target, _, conditioning = model.conditioned(target, sources)
+    joints = conditioning.keypoints
+    points = torch.stack([joints[3], joints[3] + torch.tensor([0.1, 0.0, 0.0])])
+    proximity = model.point_features(points, conditioning).proximity
+    assert proximity.shape == (2, 24)
+    assert float(proximity[0, 3]) == pytest.approx(1.0) and float(proximity[1, 3]) == pytest.approx(math.exp(-0.5))
+    conditioning.keypoint_valid[3] = False
+    assert float(model.point_features(points, conditioning).proximity[0, 3]) == 0.0  # a missing keypoint is silent
+    assert model.field.heatmap.layers[0].in_features == model.field.geometry_dim + 24
+    heatmap = model.query_points(target, sources, conditioning, points)["heatmap"]
+    assert heatmap.shape == (2, 25)
+
+    without = build_model(tiny_dataset, head_keypoint_proximity=False).model
+    assert without.field.heatmap.layers[0].in_features == without.field.geometry_dim
+    assert without.point_features(points, conditioning).proximity is None

@@ -5,7 +5,7 @@ Per source view n: s_n (relative keypoint encoding) -> one layer (128) -> with P
 point give G_X (128). Density: four layers of 64 (Softplus). Colour: IBRNet-style blending of the sampled source
 colours Phi_n(I), weights from a nine-layer residual ELU MLP on [G_X compressed to 24, Phi_n(F^a), Phi_n(I), view
 direction difference] plus their mean and variance over views. Heatmaps and dense pose (this plugin) come from
-G_X through GHNeRF's g_h architecture.
+G_X, and optionally the point's Gaussian proximity to each 3D keypoint, through GHNeRF's g_h architecture.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class KeypointNeRFField(nn.Module):
         num_joints: heatmap channels (0: no heatmap head).
         densepose_dim: dense-pose channels (0: no dense-pose head).
         compressed_dim: G_X's channels in the blending network's input (the reference code: 24).
+        proximity_dim: channels of the heads' second input, the keypoint proximity (0: the heads see G_X only).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class KeypointNeRFField(nn.Module):
         num_joints: int = 25,
         densepose_dim: int = 3,
         compressed_dim: int = 24,
+        proximity_dim: int = 0,
     ) -> None:
         super().__init__()
         d0, d1, d2, d3, d4 = FUSION_DIMS
@@ -67,8 +69,10 @@ class KeypointNeRFField(nn.Module):
             3 + texture_dim, context_dim=compressed_dim, hidden_dim=64, num_layers=9, activation="elu",
             view_statistics=True,
         )  # fmt: skip
-        self.heatmap = HeatmapHead(self.geometry_dim, 0, num_joints, 64) if num_joints > 0 else None
-        self.densepose = DensePoseHead(self.geometry_dim, 0, densepose_dim, 64) if densepose_dim > 0 else None
+        self.heatmap = HeatmapHead(self.geometry_dim, proximity_dim, num_joints, 64) if num_joints > 0 else None
+        self.densepose = (
+            DensePoseHead(self.geometry_dim, proximity_dim, densepose_dim, 64) if densepose_dim > 0 else None
+        )
 
     def geometry(
         self,
@@ -83,13 +87,16 @@ class KeypointNeRFField(nn.Module):
         mean, var = weighted_mean_variance(per_view, valid[..., None].to(per_view.dtype))
         return torch.cat([mean, var], dim=-1)
 
-    def fields(self, geometry: Float[Tensor, "*bs G"]) -> Dict[str, Tensor]:
-        """Density and, where the heads exist, heatmaps and dense pose from G_X."""
+    def fields(
+        self, geometry: Float[Tensor, "*bs G"], proximity: Optional[Float[Tensor, "*bs K"]] = None
+    ) -> Dict[str, Tensor]:
+        """Density and, where the heads exist, heatmaps and dense pose from G_X (and the keypoint proximity when the
+        heads were built with ``proximity_dim``)."""
         out = {"density": self.density(geometry)}
         if self.heatmap is not None:
-            out["heatmap"] = self.heatmap(geometry)
+            out["heatmap"] = self.heatmap(geometry, proximity)
         if self.densepose is not None:
-            out["densepose"] = self.densepose(geometry)
+            out["densepose"] = self.densepose(geometry, proximity)
         return out
 
     def color(
