@@ -24,6 +24,7 @@ from nerfstudio_humanfeat.body import (
     resolve_smpl_model,
     sample_weights,
     smplx_to_zju,
+    triangulate_consistent,
     triangulate_dlt,
 )
 from nerfstudio_humanfeat.body.smpl import SMPL_MODEL_ENV, big_pose
@@ -260,6 +261,21 @@ def test_triangulate_dlt() -> None:
     bad = pixels.clone()
     bad[0, 5] += 80.0  # an outlier view lowers the confidence
     assert triangulate_dlt(torch.cat([bad, conf], dim=-1), proj)[5, 3] < 0.6
+
+    # consistent triangulation drops the outlying view and reports joints whose last two views disagree as missing
+    bad[:2, 6] += torch.tensor([[60.0, 0.0], [0.0, -60.0]])  # joint 6: two of four views wrong, two right
+    bad[0, 1] += 80.0  # joint 1: seen in two views, one wrong
+    bad[2, 7] = float("nan")  # a missing detection: nan, confidence 0
+    conf[2, 7] = 0.0
+    detections = torch.cat([bad, conf], dim=-1)
+    plain = triangulate_dlt(detections, proj)
+    robust = triangulate_consistent(detections, proj, max_error_px=8.0)
+    assert (plain[5, :3] - points[5]).norm() > 0.02 and (robust[5, :3] - points[5]).norm() < 0.01
+    assert (robust[1] == 0).all() and (robust[0] == 0).all()
+    assert (robust[6, :3] - points[6]).norm() < 0.02 and (plain[6, :3] - points[6]).norm() > 0.02
+    assert (robust[7, :3] - points[7]).norm() < 0.01  # three views left
+    rest = [j for j in range(20) if j not in (0, 1, 5, 6, 7)]
+    assert torch.allclose(robust[rest], plain[rest])  # consistent joints are left alone
 
 
 def test_forward_weight_field_initialises_to_smpl_weights(body: SMPLBody) -> None:

@@ -27,6 +27,7 @@ from nerfstudio_humanfeat.keypoints import (
     keypoint_valid,
     volume_grid,
 )
+from nerfstudio_humanfeat.model_components.projection import project_points
 from nerfstudio_humanfeat.scripts.bench import COLUMNS, Bench
 from nerfstudio_humanfeat.scripts.export_keypoints import openpose_keypoints
 from nerfstudio_humanfeat.skeleton import BODY25_NAMES
@@ -177,6 +178,45 @@ def test_keypoints_3d_are_the_peaks_of_the_heatmap_field_averaged_over_cameras(t
     raw_peaks = amplitude.mean(0) * torch.exp(-((nearest - joints) ** 2).sum(-1) / (2 * width**2))
     assert torch.allclose(keypoints[found, 3], raw_peaks[found], atol=1e-5)
     assert keypoints[24, 3] == pytest.approx(0.2, abs=0.03)
+
+
+def test_triangulated_keypoints_3d_lift_the_rendered_heatmap_peaks(trained_model, monkeypatch):
+    """Rendered heatmaps with known 2D peaks (the projections of known joints) in place of the renderer: the
+    triangulated 3D keypoints are those joints; a joint found in fewer than two views is missing."""
+    model = trained_model
+    frame_key = model.catalog.frame_keys_of_split("test")[0]
+    box = model.catalog.frame(frame_key).bbox
+    monkeypatch.setattr(model.config, "keypoints_3d_method", "triangulated")
+    monkeypatch.setattr(model.config, "keypoints_3d_triangulation_views", 3)
+    cameras = model.keypoint_cameras(frame_key, 3)
+    assert len(cameras) == 3
+    fractions = 0.3 + 0.4 * torch.rand(25, 3, generator=torch.Generator().manual_seed(1))
+    joints = box[0] + (box[1] - box[0]) * fractions
+    rendered = []
+
+    def render_image(rays, target, sources):
+        index = len(rendered)
+        rendered.append(target.world_to_camera)
+        pixels = target.pixel_grid()
+        ray_through = rays.origins + rays.directions  # each ray must pass through its own pixel
+        uv = project_points(ray_through, target.intrinsics[None], target.world_to_camera[None])[0][0]
+        assert torch.allclose(uv, pixels, atol=1e-3)
+        peaks = project_points(joints, target.intrinsics[None], target.world_to_camera[None])[0][0]
+        amplitude = torch.ones(25)
+        amplitude[24] = 0.0 if index > 0 else 1.0  # seen in one view only
+        sq_dist = ((pixels[:, None] - peaks) ** 2).sum(-1)
+        heatmap = amplitude * torch.exp(-sq_dist / (2 * 2.0**2))
+        return {"heatmap": heatmap.reshape(target.height, target.width, 25)}
+
+    monkeypatch.setattr(model, "render_image", render_image)
+    keypoints = model.keypoints_3d(frame_key)
+    assert len(rendered) == 3
+    found = keypoint_valid(keypoints)
+    assert found[:24].all() and not found[24] and torch.isnan(keypoints[24, :3]).all() and keypoints[24, 3] == 0
+    assert torch.allclose(keypoints[:24, :3], joints[:24], atol=0.01)  # 1 cm at this resolution
+    monkeypatch.setattr(model.config, "keypoints_3d_triangulation_views", 1)
+    with pytest.raises(ValueError, match="triangulation needs 2"):
+        model.keypoints_3d(frame_key)
 
 
 def _assert_volume_holds_the_point_queries(model, frame_key: int, size: float) -> None:

@@ -14,7 +14,7 @@ from nerfstudio_humanfeat.body.skinning import (
     with_background,
 )
 from nerfstudio_humanfeat.body.smpl import BodyPose, SMPLBody, big_pose, resolve_smpl_model, smplx_to_zju
-from nerfstudio_humanfeat.body.triangulation import project, triangulate_dlt
+from nerfstudio_humanfeat.body.triangulation import project, triangulate_consistent, triangulate_dlt
 from nerfstudio_humanfeat.body.weight_field import ForwardWeightField
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "resolve_smpl_model",
     "sample_weights",
     "smplx_to_zju",
+    "triangulate_consistent",
     "triangulate_dlt",
     "with_background",
 ]

@@ -30,6 +30,7 @@ def triangulate_dlt(
     p = projections.to(torch.float64)
     xy, conf = points2d[..., :2].to(torch.float64), points2d[..., 2].to(torch.float64)
     used = conf > threshold  # (C, J)
+    xy = torch.where(used[..., None], xy, torch.zeros_like(xy))  # unused detections may be nan (missing)
     weight = torch.where(used, conf, torch.zeros_like(conf))
     rows = torch.stack(
         [xy[..., 0:1] * p[:, None, 2] - p[:, None, 0], xy[..., 1:2] * p[:, None, 2] - p[:, None, 1]], dim=2
@@ -47,3 +48,32 @@ def triangulate_dlt(
     valid = num_used >= 2
     out = torch.cat([points, confidence[:, None]], dim=-1)
     return torch.where(valid[:, None], out, torch.zeros_like(out)).to(dtype)
+
+
+def triangulate_consistent(
+    points2d: Float[Tensor, "C J 3"],
+    projections: Float[Tensor, "C 3 4"],
+    max_error_px: float,
+    threshold: float = 0.1,
+    reprojection_scale: float = 10.0,
+) -> Float[Tensor, "J 4"]:
+    """``triangulate_dlt`` that rejects outlying views: per joint, the view with the largest reprojection error is
+    dropped while that error exceeds ``max_error_px`` and more than two views remain. A joint whose remaining views
+    still disagree by more than ``max_error_px`` is reported missing (all zeros): its detections name no 3D point."""
+    detections = points2d.clone()
+    joints = torch.arange(points2d.shape[1], device=points2d.device)
+    for _ in range(max(points2d.shape[0] - 2, 0)):
+        used = detections[..., 2] > threshold
+        points = triangulate_dlt(detections, projections, threshold, reprojection_scale)
+        error = (project(points[:, :3], projections.to(points)) - detections[..., :2]).norm(dim=-1)
+        error = torch.where(used, error, torch.full_like(error, -1.0))
+        worst, view = error.max(dim=0)
+        drop = (worst > max_error_px) & (used.sum(dim=0) > 2)
+        if not bool(drop.any()):
+            break
+        detections[view[drop], joints[drop], 2] = 0.0
+    points = triangulate_dlt(detections, projections, threshold, reprojection_scale)
+    used = detections[..., 2] > threshold
+    error = (project(points[:, :3], projections.to(points)) - detections[..., :2]).norm(dim=-1)
+    inconsistent = torch.where(used, error, torch.zeros_like(error)).amax(dim=0) > max_error_px
+    return torch.where(inconsistent[:, None], torch.zeros_like(points), points)

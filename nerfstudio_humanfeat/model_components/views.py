@@ -7,6 +7,7 @@ from typing import List, Optional, Tuple
 
 import torch
 from jaxtyping import Float
+from nerfstudio.cameras.rays import RayBundle
 from torch import Tensor
 
 from nerfstudio_humanfeat.body.smpl import BodyPose
@@ -56,6 +57,28 @@ class TargetView:
             indexing="ij",
         )
         return torch.stack([xs, ys], dim=-1).reshape(-1, 2).float() + 0.5
+
+    def rays(self, pixels: Float[Tensor, "N 2"]) -> RayBundle:
+        """World rays through pixel positions (x, y) of this camera."""
+        return camera_rays(self.intrinsics, self.world_to_camera, pixels)
+
+
+def camera_rays(
+    intrinsics: Float[Tensor, "3 3"], world_to_camera: Float[Tensor, "3 4"], pixels: Float[Tensor, "N 2"]
+) -> RayBundle:
+    """World rays (unit directions) through pixel positions (x, y) of an OpenCV camera."""
+    homogeneous = torch.cat([pixels, torch.ones_like(pixels[:, :1])], -1) @ torch.linalg.inv(intrinsics).T
+    rotation = world_to_camera[:, :3]
+    directions = homogeneous.to(rotation) @ rotation
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    origin = -rotation.T @ world_to_camera[:, 3]
+    count = pixels.shape[0]
+    return RayBundle(
+        origins=origin.expand(count, 3),
+        directions=directions,
+        pixel_area=torch.ones(count, 1, device=directions.device),
+        camera_indices=torch.zeros(count, 1, dtype=torch.long, device=directions.device),
+    )
 
 
 @dataclass

@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from nerfstudio_humanfeat.body.smpl import BodyPose
+from nerfstudio_humanfeat.body.triangulation import triangulate_consistent
 from nerfstudio_humanfeat.camera_utils import opencv_from_cameras
 from nerfstudio_humanfeat.data.bodies import FrameBody
 from nerfstudio_humanfeat.data.catalog import HumanCatalog, HumanDataError
@@ -100,6 +101,16 @@ class HumanFeatureModelConfig(ModelConfig):
     """How many of the frame's target cameras (evenly spread) condition the volumetric heatmap, averaged over them
     (the field depends on the camera it is conditioned for, and averaging smooths that dependence out);
     None: all (the CPU overrides use 1)."""
+    keypoints_3d_method: Literal["volume", "triangulated"] = "volume"
+    """3D keypoints: the peaks of the volumetric heatmap field (GHNeRF 3.4), or the confidence-weighted DLT
+    triangulation of the 2D peaks of heatmaps rendered at ``keypoints_3d_triangulation_views`` of the frame's target
+    cameras (what the rendered heatmaps, the supervised quantity, say; the field inside the body is never supervised
+    and can peak anywhere there)."""
+    keypoints_3d_triangulation_views: int = 4
+    """Target cameras (evenly spread, at least 2) whose rendered heatmaps are triangulated."""
+    keypoints_3d_max_reprojection: float = 0.05
+    """Triangulation: views whose 2D peak lies further than this fraction of the image height from the joint's
+    reprojection are dropped, worst first, down to two; a joint still beyond it is reported missing."""
     keypoints_3d_weighting: Literal["none", "occupancy"] = "none"
     """Volumetric heatmap: h(x) alone ('none'), or h(x) times the voxel's occupancy 1 - exp(-sigma(x) * voxel_size).
     Joints lie inside the body, where the density learned from renders is no higher than at the surface, so the
@@ -246,11 +257,12 @@ class HumanFeatureModel(Model):
         raise NotImplementedError(f"{type(self).__name__} does not query points")
 
     # ---------------------------------------------------------------- 3D keypoints
-    def keypoint_cameras(self, frame_key: int) -> List[int]:
-        """The target cameras (evenly spread, ``keypoints_3d_cameras`` of them) that condition 3D keypoints."""
+    def keypoint_cameras(self, frame_key: int, count: Optional[int] = None) -> List[int]:
+        """``count`` target cameras of the frame, evenly spread (default: ``keypoints_3d_cameras``, None: all)."""
         subject = self.catalog.subject(frame_key)
         cameras = subject.target_cameras or subject.source_cameras
-        count = min(self.config.keypoints_3d_cameras or len(cameras), len(cameras))
+        count = count if count is not None else self.config.keypoints_3d_cameras
+        count = min(count or len(cameras), len(cameras))
         return [cameras[i * len(cameras) // count] for i in range(count)]
 
     @torch.no_grad()
@@ -271,13 +283,39 @@ class HumanFeatureModel(Model):
         return torch.cat(pieces).reshape(*grid.shape[:3], -1).permute(3, 0, 1, 2)
 
     def keypoints_3d(self, frame_key: int) -> Float[Tensor, "J 4"]:
-        """World 3D keypoints (x, y, z, confidence; missing: nan, 0) of a frame: the peaks of its volumetric heatmap,
-        averaged over ``keypoint_cameras``."""
+        """World 3D keypoints (x, y, z, confidence; missing: nan, 0) of a frame, as ``keypoints_3d_method`` says."""
+        if self.config.keypoints_3d_method == "triangulated":
+            return self.triangulated_keypoints_3d(frame_key)
         size = self.config.keypoints_3d_voxel_size
         cameras = self.keypoint_cameras(frame_key)
         volume = sum(self.heatmap_volume(frame_key, size, camera) for camera in cameras) / len(cameras)
         origin = self.catalog.frame(frame_key).bbox[0]
         return extract_keypoints_3d(volume, origin, size, threshold=self.config.keypoints_3d_threshold)
+
+    @torch.no_grad()
+    def triangulated_keypoints_3d(self, frame_key: int) -> Float[Tensor, "J 4"]:
+        """The DLT triangulation of the 2D heatmap peaks of the frame rendered at its keypoint cameras."""
+        cameras = self.keypoint_cameras(frame_key, self.config.keypoints_3d_triangulation_views)
+        if len(cameras) < 2:
+            raise ValueError(
+                f"keypoints_3d_method='triangulated': {self.catalog.describe(frame_key)} has {len(cameras)} target "
+                "camera(s), triangulation needs 2; use keypoints_3d_method='volume'"
+            )
+        detections, projections, height = [], [], 0
+        for camera in cameras:
+            target = self.target_of_dataset_view(frame_key, camera)
+            sources = self.sources_for(target, exclude=(camera,))
+            heatmap = self.render_image(target.rays(target.pixel_grid()), target, sources)["heatmap"]
+            detections.append(extract_keypoints_2d(heatmap.permute(2, 0, 1), threshold=self.config.keypoint_threshold))
+            projections.append((target.intrinsics @ target.world_to_camera).cpu())
+            height = max(height, target.height)
+        max_error = self.config.keypoints_3d_max_reprojection * height
+        points = triangulate_consistent(
+            torch.stack(detections), torch.stack(projections), max_error, self.config.keypoint_threshold
+        )
+        missing = points[:, 3] <= 0
+        points[missing, :3] = float("nan")
+        return points
 
     # ---------------------------------------------------------------- bodies
     def frame_body(self, frame_key: int) -> FrameBody:
@@ -396,10 +434,17 @@ class HumanFeatureModel(Model):
         sources = self.sources_for(target, count=int(self.inspector.num_source_views.value))
         self.inspector.show_sources(target.sources_key, sources.camera_ids)
         rays = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
+        outputs = self.render_image(rays, target, sources)
+        return LazyOutputs(outputs, self.feature_visualizations(outputs))
+
+    @torch.no_grad()
+    def render_image(self, rays: RayBundle, target: TargetView, sources: SourceViews) -> Dict[str, Tensor]:
+        """Every output of a whole target image (H, W, C), ``rays`` one per pixel in row-major order. Rays that miss
+        the frame's box see only the (black) background: like ENeRF, only the others are rendered."""
         pixels = target.pixel_grid()
+        height, width = target.height, target.width
         target, offset, conditioning = self.conditioned(target, sources)
         pixels = pixels - offset
-        # Rays that miss the frame's box see only the (black) background: ENeRF renders just the others.
         hit = ray_aabb_near_far(rays.origins, rays.directions, target.bbox)[2].reshape(-1)
         inside = torch.nonzero(hit).squeeze(-1)
         chunk = self.config.eval_num_rays_per_chunk
@@ -419,7 +464,7 @@ class HumanFeatureModel(Model):
             full = rendered.new_zeros(height * width, *rendered.shape[1:])
             full[inside] = rendered
             outputs[key] = full.reshape(height, width, -1)
-        return LazyOutputs(outputs, self.feature_visualizations(outputs))
+        return outputs
 
     def feature_visualizations(self, outputs: Dict[str, Tensor]) -> Dict[str, Callable[[], Tensor]]:
         """Viewer/render outputs, each made when asked for: coloured heatmaps, each joint's heatmap, dense pose

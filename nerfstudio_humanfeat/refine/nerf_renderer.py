@@ -19,7 +19,7 @@ from torch import Tensor
 
 from nerfstudio_humanfeat.body.smpl import BodyPose
 from nerfstudio_humanfeat.data.world import translate_smpl_params, translate_world_to_camera
-from nerfstudio_humanfeat.model_components.views import TargetView
+from nerfstudio_humanfeat.model_components.views import TargetView, camera_rays
 from nerfstudio_humanfeat.refine.anchors import nearest_anchors, orientation_directions
 from nerfstudio_humanfeat.refine.features import local_descriptors
 from nerfstudio_humanfeat.refine.io import MonocularVideo, SmplSequence
@@ -101,19 +101,7 @@ class NerfPoseRenderer:
         )
 
     def _rays(self, pixels: Float[Tensor, "N 2"]) -> RayBundle:
-        k_inv = torch.linalg.inv(self.video.intrinsics)
-        homogeneous = torch.cat([pixels, torch.ones_like(pixels[:, :1])], -1) @ k_inv.T
-        rot = self.world_to_camera[:, :3]
-        directions = homogeneous @ rot
-        directions = directions / directions.norm(dim=-1, keepdim=True)
-        origin = -rot.T @ self.world_to_camera[:, 3]
-        count = pixels.shape[0]
-        return RayBundle(
-            origins=origin.expand(count, 3).to(self.device),
-            directions=directions.to(self.device),
-            pixel_area=torch.ones(count, 1, device=self.device),
-            camera_indices=torch.zeros(count, 1, dtype=torch.long, device=self.device),
-        )
+        return camera_rays(self.video.intrinsics.to(self.device), self.world_to_camera.to(self.device), pixels)
 
     def _render(self, frame: int, pose: BodyPose, pixels: Tensor) -> Dict[str, Tensor]:
         target = self._target(frame, pose)
