@@ -215,7 +215,7 @@ def test_triangulated_keypoints_3d_lift_the_rendered_heatmap_peaks(trained_model
     assert found[:24].all() and not found[24] and torch.isnan(keypoints[24, :3]).all() and keypoints[24, 3] == 0
     assert torch.allclose(keypoints[:24, :3], joints[:24], atol=0.01)  # 1 cm at this resolution
     monkeypatch.setattr(model.config, "keypoints_3d_triangulation_views", 1)
-    with pytest.raises(ValueError, match="triangulation needs 2"):
+    with pytest.raises(ValueError, match="renders at least 2"):
         model.keypoints_3d(frame_key)
 
 

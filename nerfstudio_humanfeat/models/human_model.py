@@ -92,7 +92,7 @@ class HumanFeatureModelConfig(ModelConfig):
     eval_protocol: str = "enerf"
     """Masked-metric protocol: 'enerf' (projected SMPL box polygon) or 'neuralbody'."""
     eval_keypoints_3d: bool = True
-    """ns-eval: MPJPE of 3D keypoints extracted from the volumetric heatmap, computed once per evaluated frame."""
+    """ns-eval: MPJPE of 3D keypoints (``keypoints_3d_method``), computed once per evaluated frame."""
     keypoints_3d_voxel_size: float = 0.02
     """Spacing (m) of the grid on which the heatmap field is queried inside the frame's box."""
     keypoints_3d_threshold: float = 0.1
@@ -119,6 +119,14 @@ class HumanFeatureModelConfig(ModelConfig):
 
 
 RENDER_FRAME_ENV = "HUMANFEAT_FRAME"
+
+
+def evenly_spread(cameras: List[int], count: Optional[int]) -> List[int]:
+    """``count`` of the cameras (None or 0: all), evenly spread over the list."""
+    count = min(count or len(cameras), len(cameras))
+    return [cameras[i * len(cameras) // count] for i in range(count)]
+
+
 """Environment variable choosing the subject/frame of cameras that carry none (ns-render interpolate/spiral)."""
 SOURCE_FRAME_ENV = "HUMANFEAT_SOURCE_FRAME"
 """Environment variable choosing, for animatable methods, the frame (index into the subject's frames) whose images
@@ -260,10 +268,8 @@ class HumanFeatureModel(Model):
     def keypoint_cameras(self, frame_key: int, count: Optional[int] = None) -> List[int]:
         """``count`` target cameras of the frame, evenly spread (default: ``keypoints_3d_cameras``, None: all)."""
         subject = self.catalog.subject(frame_key)
-        cameras = subject.target_cameras or subject.source_cameras
         count = count if count is not None else self.config.keypoints_3d_cameras
-        count = min(count or len(cameras), len(cameras))
-        return [cameras[i * len(cameras) // count] for i in range(count)]
+        return evenly_spread(subject.target_cameras or subject.source_cameras, count)
 
     @torch.no_grad()
     def heatmap_volume(self, frame_key: int, voxel_size: float, camera: int) -> Float[Tensor, "J X Y Z"]:
@@ -295,16 +301,22 @@ class HumanFeatureModel(Model):
     @torch.no_grad()
     def triangulated_keypoints_3d(self, frame_key: int) -> Float[Tensor, "J 4"]:
         """The DLT triangulation of the 2D heatmap peaks of the frame rendered at its keypoint cameras."""
-        cameras = self.keypoint_cameras(frame_key, self.config.keypoints_3d_triangulation_views)
-        if len(cameras) < 2:
+        views = self.config.keypoints_3d_triangulation_views
+        cameras = self.keypoint_cameras(frame_key, views)
+        subject = self.catalog.subject(frame_key)
+        if len(cameras) < 2:  # too few target cameras: source cameras too, each rendered from the others
+            cameras = evenly_spread(sorted(set(subject.target_cameras) | set(subject.source_cameras)), views)
+        others = [len([c for c in subject.source_cameras if c != camera]) for camera in cameras]
+        if len(cameras) < 2 or min(others) == 0:
             raise ValueError(
-                f"keypoints_3d_method='triangulated': {self.catalog.describe(frame_key)} has {len(cameras)} target "
-                "camera(s), triangulation needs 2; use keypoints_3d_method='volume'"
+                f"keypoints_3d_method='triangulated': {self.catalog.describe(frame_key)} has cameras {cameras}; "
+                "triangulation renders at least 2 of them, each from another source camera; use "
+                "keypoints_3d_method='volume'"
             )
         detections, projections, height = [], [], 0
-        for camera in cameras:
+        for camera, available in zip(cameras, others):
             target = self.target_of_dataset_view(frame_key, camera)
-            sources = self.sources_for(target, exclude=(camera,))
+            sources = self.sources_for(target, exclude=(camera,), count=min(self.config.num_source_views, available))
             heatmap = self.render_image(target.rays(target.pixel_grid()), target, sources)["heatmap"]
             detections.append(extract_keypoints_2d(heatmap.permute(2, 0, 1), threshold=self.config.keypoint_threshold))
             projections.append((target.intrinsics @ target.world_to_camera).cpu())
@@ -575,10 +587,20 @@ class HumanFeatureModel(Model):
         if self.config.eval_keypoints_3d:
             cfg = self.config
             heatmap = "h(x) (1 - exp(-sigma dx))" if cfg.keypoints_3d_weighting == "occupancy" else "h(x)"
+            if cfg.keypoints_3d_method == "triangulated":
+                source = (
+                    f"DLT triangulation of the 2D peaks of heatmaps rendered at {cfg.keypoints_3d_triangulation_views} "
+                    f"target cameras (threshold {cfg.keypoint_threshold}), views further than "
+                    f"{cfg.keypoints_3d_max_reprojection} of the image height from the reprojection dropped"
+                )
+            else:
+                source = (
+                    f"peaks of the volumetric heatmap {heatmap} on a {cfg.keypoints_3d_voxel_size} m grid in the "
+                    f"frame's box (threshold {cfg.keypoints_3d_threshold}), averaged over the volumes conditioned for "
+                    f"{cfg.keypoints_3d_cameras or 'all'} target camera(s)"
+                )
             notes["mpjpe_mm"] = (
-                f"3D keypoints: peaks of the volumetric heatmap {heatmap} on a {cfg.keypoints_3d_voxel_size} m grid "
-                f"in the frame's box (threshold {cfg.keypoints_3d_threshold}), averaged over the volumes "
-                f"conditioned for {cfg.keypoints_3d_cameras or 'all'} target camera(s); MPJPE over the joints found "
-                "and present in the ground truth, keypoints3d_detected = the share of ground-truth joints found"
+                f"3D keypoints: {source}; MPJPE over the joints found and present in the ground truth, "
+                "keypoints3d_detected = the share of ground-truth joints found"
             )
         return notes

@@ -80,6 +80,10 @@ class KeypointNeRFModelConfig(HumanFeatureModelConfig):
     """Importance samples; the fine pass evaluates them with the coarse ones (NeRF)."""
     feature_heads: bool = True
     """Heatmap and dense-pose heads on G_X and the mask loss (this plugin); False: the paper's exact method."""
+    keypoints_3d_method: Literal["volume", "triangulated"] = "triangulated"
+    """Triangulated: the heads are supervised through renders only, and the heatmap field of G_X peaks where no
+    render looks (inside the body): on the 6-minute demo-split checkpoint MPJPE 823 mm from the field's peaks, 394 mm
+    triangulated (benchmarks/keypoints_3d_methods.py, 4 held-out frames)."""
     head_keypoint_proximity: bool = True
     """The heads also see exp(-||X - p_k||^2 / (2 keypoint_sigma^2)) for each 3D keypoint p_k, as GHNeRF's heads see
     its human features f_h: the keypoints this method is conditioned on, given to the heads directly rather than only

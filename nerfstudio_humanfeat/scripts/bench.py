@@ -369,8 +369,8 @@ class Bench:
             "",
             table,
             "",
-            "MSE: heatmap MSE; PCK: PCK@0.2 of the torso diameter, mean over views; MPJPE: 3D keypoints from the "
-            "volumetric heatmap against the ground-truth joints; FPS: full-frame render alone (no metric, no keypoint "
+            "MSE: heatmap MSE; PCK: PCK@0.2 of the torso diameter, mean over views; MPJPE: 3D keypoints (mpjpe_mm "
+            "below) against the ground-truth joints; FPS: full-frame render alone (no metric, no keypoint "
             "extraction), per view; "
             "'–': unavailable (see the notes).",
             "",

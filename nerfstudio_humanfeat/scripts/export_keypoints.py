@@ -75,7 +75,7 @@ class ExportKeypoints:
     cameras: Optional[List[int]] = None
     """Camera indices of the rig; default: each subject's target cameras."""
     keypoints_3d: bool = True
-    """Also extract 3D keypoints from the volumetric heatmap (once per frame)."""
+    """Also extract 3D keypoints (once per frame, as the model's ``keypoints_3d_method`` says)."""
     video: bool = True
     """Also write an mp4 of the overlays per camera when two or more frames are exported."""
     fps: float = 10.0

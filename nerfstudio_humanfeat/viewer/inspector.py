@@ -22,7 +22,7 @@ from nerfstudio_humanfeat.keypoints import keypoint_valid
 from nerfstudio_humanfeat.skeleton import BODY25_LIMBS
 
 PREDICTED_COLOR = (255, 140, 0)
-"""Skeleton of the keypoints extracted from the volumetric heatmap (orange)."""
+"""Skeleton of the predicted 3D keypoints (orange; see ``keypoints_3d_method``)."""
 GROUND_TRUTH_COLOR = (0, 200, 255)
 """Skeleton of the dataset's 3D joints (cyan)."""
 SOURCE_COLOR = (255, 60, 60)
@@ -69,7 +69,7 @@ class HumanInspector(nn.Module):
         num_source_views: the model's number of source views (the slider's default).
         opening_view: (frame key, camera) that the viewer's camera starts at: a target camera of an evaluation subject.
         shown_frame_key: the frame the viewer's Subject/Frame controls currently pick.
-        keypoints_3d: a frame's predicted 3D keypoints (J, 4) from the volumetric heatmap.
+        keypoints_3d: a frame's predicted 3D keypoints (J, 4) (``keypoints_3d_method``).
         on_viewer: called once the viewer is set up (the model makes its Subject/Frame controls drive the render).
     """
 
@@ -99,7 +99,7 @@ class HumanInspector(nn.Module):
             "3D skeleton",
             False,
             cb_hook=lambda _: self.refresh(),
-            hint="Orange: keypoints from the volumetric heatmap of the shown subject/frame; cyan: the dataset's "
+            hint="Orange: the predicted 3D keypoints of the shown subject/frame; cyan: the dataset's "
             "joints. Turns 'Composite depth' off, which would hide the joints inside the rendered body",
         )
         self.num_source_views = ViewerSlider(
