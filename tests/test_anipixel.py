@@ -77,6 +77,13 @@ def test_laplace_density_matches_volsdf_closed_form() -> None:
     assert density.b.item() == pytest.approx(b)
     density(s).sum().backward()
     assert density.b_param.grad is not None and density.b_param.grad.abs() > 0  # b is learned
+    capped = LaplaceDensity(init_b=b, b_max=b)
+    with torch.no_grad():
+        capped.b_param.fill_(0.2)
+    assert capped.b.item() == pytest.approx(b)  # never wider than b_max
+    with torch.no_grad():
+        capped.b_param.fill_(0.02)
+    assert capped.b.item() == pytest.approx(0.02 + capped.b_min)  # free below it
 
 
 def test_eikonal_and_mask_losses_on_constructed_sdfs() -> None:

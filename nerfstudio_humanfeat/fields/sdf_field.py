@@ -30,16 +30,17 @@ def laplace_density(sdf: Float[Tensor, "*bs 1"], b: Float[Tensor, ""] | float) -
 
 
 class LaplaceDensity(nn.Module):
-    """``laplace_density`` with a learnable scale b = |b_param| + b_min (VolSDF)."""
+    """``laplace_density`` with a learnable scale b = |b_param| + b_min (VolSDF), at most ``b_max`` when given."""
 
-    def __init__(self, init_b: float = 0.1, b_min: float = 1e-4) -> None:
+    def __init__(self, init_b: float = 0.1, b_min: float = 1e-4, b_max: Optional[float] = None) -> None:
         super().__init__()
-        self.b_min = b_min
+        self.b_min, self.b_max = b_min, b_max
         self.b_param = nn.Parameter(torch.tensor(float(init_b) - b_min))
 
     @property
     def b(self) -> Float[Tensor, ""]:
-        return self.b_param.abs() + self.b_min
+        b = self.b_param.abs() + self.b_min
+        return b if self.b_max is None else b.clamp(max=self.b_max)
 
     def forward(self, sdf: Float[Tensor, "*bs 1"]) -> Float[Tensor, "*bs 1"]:
         return laplace_density(sdf, self.b)

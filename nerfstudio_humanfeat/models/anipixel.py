@@ -135,6 +135,9 @@ class AniPixelModelConfig(HumanFeatureModelConfig):
     """Radius (m) of the initial sphere of the SDF around the neutral body's centre."""
     init_b: float = 0.05
     """Initial Laplace scale b (m) of the density."""
+    max_b: Optional[float] = None
+    """Upper bound of b (m); None: free (VolSDF). Trained on several subjects, b grew from 0.05 to 0.12-0.14 m in 6
+    CPU minutes (one subject: 0.052), a translucent body whose silhouette is 10 cm too wide on each side."""
     encoder_width: int = 256
     geometry_channels: int = 64
     high_channels: int = 8
@@ -283,7 +286,7 @@ class AniPixelModel(HumanFeatureModel):
             bound=bound,
             implementation=cfg.hash_implementation if torch.cuda.is_available() else "torch",
         )
-        self.density = LaplaceDensity(cfg.init_b)
+        self.density = LaplaceDensity(cfg.init_b, b_max=cfg.max_b)
         self.shading = (
             ShadingModule(3 + POSE_DIM + 3 + cfg.latent_dim + cfg.global_dim, cfg.shading_hidden_dim,
                           cfg.shading_num_layers)
