@@ -15,6 +15,7 @@ import tyro
 
 from nerfstudio_humanfeat.keypoints import keypoint_valid
 from nerfstudio_humanfeat.metrics import mpjpe
+from nerfstudio_humanfeat.models.human_model import evenly_spread
 
 METHODS = ("volume", "triangulated")
 
@@ -33,9 +34,7 @@ def main(args: Compare) -> Dict[str, List[Optional[float]]]:
 
     _, pipeline, _, _ = eval_setup(args.load_config, test_mode="test")
     model = pipeline.model
-    keys = model.catalog.frame_keys_of_split(args.split)
-    if args.max_frames is not None and len(keys) > args.max_frames:
-        keys = [keys[i * len(keys) // args.max_frames] for i in range(args.max_frames)]
+    keys = evenly_spread(model.catalog.frame_keys_of_split(args.split), args.max_frames)
     errors: Dict[str, List[Optional[float]]] = {method: [] for method in METHODS}
     print(f"{'frame':32s} " + " ".join(f"{m + ' (mm)':>18s}" for m in METHODS))
     seconds = {method: 0.0 for method in METHODS}

@@ -63,17 +63,27 @@ def triangulate_consistent(
     detections = points2d.clone()
     joints = torch.arange(points2d.shape[1], device=points2d.device)
     for _ in range(max(points2d.shape[0] - 2, 0)):
-        used = detections[..., 2] > threshold
         points = triangulate_dlt(detections, projections, threshold, reprojection_scale)
-        error = (project(points[:, :3], projections.to(points)) - detections[..., :2]).norm(dim=-1)
-        error = torch.where(used, error, torch.full_like(error, -1.0))
+        used, error = _used_view_errors(points, detections, projections, threshold)
         worst, view = error.max(dim=0)
         drop = (worst > max_error_px) & (used.sum(dim=0) > 2)
         if not bool(drop.any()):
             break
         detections[view[drop], joints[drop], 2] = 0.0
     points = triangulate_dlt(detections, projections, threshold, reprojection_scale)
+    _, error = _used_view_errors(points, detections, projections, threshold)
+    inconsistent = error.amax(dim=0) > max_error_px
+    return torch.where(inconsistent[:, None], torch.zeros_like(points), points)
+
+
+def _used_view_errors(
+    points: Float[Tensor, "J 4"],
+    detections: Float[Tensor, "C J 3"],
+    projections: Float[Tensor, "C 3 4"],
+    threshold: float,
+) -> tuple[Tensor, Tensor]:
+    """Which detections are used (confidence above ``threshold``) and their reprojection errors in pixels (-1 where
+    unused)."""
     used = detections[..., 2] > threshold
     error = (project(points[:, :3], projections.to(points)) - detections[..., :2]).norm(dim=-1)
-    inconsistent = torch.where(used, error, torch.zeros_like(error)).amax(dim=0) > max_error_px
-    return torch.where(inconsistent[:, None], torch.zeros_like(points), points)
+    return used, torch.where(used, error, torch.full_like(error, -1.0))

@@ -119,18 +119,16 @@ class HumanFeatureModelConfig(ModelConfig):
 
 
 RENDER_FRAME_ENV = "HUMANFEAT_FRAME"
-
-
-def evenly_spread(cameras: List[int], count: Optional[int]) -> List[int]:
-    """``count`` of the cameras (None or 0: all), evenly spread over the list."""
-    count = min(count or len(cameras), len(cameras))
-    return [cameras[i * len(cameras) // count] for i in range(count)]
-
-
 """Environment variable choosing the subject/frame of cameras that carry none (ns-render interpolate/spiral)."""
 SOURCE_FRAME_ENV = "HUMANFEAT_SOURCE_FRAME"
 """Environment variable choosing, for animatable methods, the frame (index into the subject's frames) whose images
 condition every render: the pose comes from the rendered frame, the appearance from this one (novel pose)."""
+
+
+def evenly_spread(items: List[int], count: Optional[int]) -> List[int]:
+    """``count`` of the items (cameras, frame keys; None or 0: all), evenly spread over the list."""
+    count = min(count or len(items), len(items))
+    return [items[i * len(items) // count] for i in range(count)]
 
 
 def default_render_frame(catalog: HumanCatalog, spec: Optional[str]) -> Tuple[str, int, bool]:
