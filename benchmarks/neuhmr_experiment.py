@@ -48,8 +48,9 @@ class Experiment:
     """Also run without the joint-matching loss."""
     diagnose: bool = False
     """Instead of refining: does the renderer's objective prefer the true poses? Per frame rgb and geo losses at the
-    initial and the true pose (anchors chosen and conditioned as NeuHMR does), and diagnose.png: image, mask, and the
-    rendered opacity and colour at both poses for one frame that is not an anchor."""
+    initial and the true pose (anchors chosen and conditioned as NeuHMR does); whether joint matching moves the initial
+    2D joints towards the true ones (registered features, one draw of candidates); and diagnose.png: image, mask, and
+    the rendered opacity and colour at both poses for one frame that is not an anchor."""
 
 
 def ensure_data(root: Path, num_subjects: int = 2) -> None:
@@ -88,7 +89,7 @@ def render_frame(renderer, frame: int, pose, chunk: int = 2048):
 
 def diagnose(exp: Experiment, body, video, initial, truth, subject: str) -> Dict:
     """Losses of the initial and the true poses under the renderer NeuHMR optimises through."""
-    from nerfstudio_humanfeat.refine.losses import iou_loss
+    from nerfstudio_humanfeat.refine.losses import MATCH_JOINTS, iou_loss, match_joints
     from nerfstudio_humanfeat.refine.refine import sample_pixels
 
     renderer, description = make_renderer(exp, video, initial, subject)
@@ -97,11 +98,22 @@ def diagnose(exp: Experiment, body, video, initial, truth, subject: str) -> Dict
     with torch.no_grad():
         renderer.condition(anchors, neuhmr.pose(initial, anchors))
     no_features = (torch.zeros(24, 1), torch.zeros(24, dtype=torch.bool))
+    registered, valid = neuhmr.register(initial, anchors)
+    joints = list(MATCH_JOINTS)
     rows = []
     for frame in range(len(video)):
         row = {"frame": video.frame_ids[frame], "anchor": frame in anchors}
         generator = torch.Generator().manual_seed(frame)
         with torch.no_grad():
+            current, _ = video.project(neuhmr.pose(initial, [frame]).joints[0, joints])
+            true_2d, _ = video.project(neuhmr.pose(truth, [frame]).joints[0, joints])
+            size, cfg = (video.height, video.width), exp.refine
+            target, _ = match_joints(renderer.feature_map(frame), size, current, registered[joints],
+                                     cfg.num_candidates, cfg.sigma_px, generator)  # fmt: skip
+            used = valid[joints]
+            before, after = (current - true_2d).norm(dim=-1)[used], (target - true_2d).norm(dim=-1)[used]
+            row["joint_px_initial"], row["joint_px_matched"] = float(before.mean()), float(after.mean())
+            row["joint_matched_closer"] = float((after < before).float().mean())
             window = frame_window(video, neuhmr.pose(truth, [frame]), frame, exp.refine.margin_px)
             pixels = sample_pixels(window, exp.refine.report_rays, generator)
             for name, sequence in (("initial", initial), ("truth", truth)):
@@ -114,6 +126,8 @@ def diagnose(exp: Experiment, body, video, initial, truth, subject: str) -> Dict
               f"   geo {row['geo_initial']:.3f} -> {row['geo_truth']:.3f}")  # fmt: skip
     others = [r for r in rows if not r["anchor"]] or rows
     summary = {"renderer": description, "anchors": anchors, "frames": rows}
+    for key in ("joint_px_initial", "joint_px_matched", "joint_matched_closer"):
+        summary[key] = sum(r[key] for r in others) / len(others)
     for key in ("rgb", "geo"):
         summary[f"{key}_initial"] = sum(r[f"{key}_initial"] for r in others) / len(others)
         summary[f"{key}_truth"] = sum(r[f"{key}_truth"] for r in others) / len(others)
@@ -135,6 +149,9 @@ def diagnose(exp: Experiment, body, video, initial, truth, subject: str) -> Dict
     for key in ("rgb", "geo"):
         print(f"  {key}: initial {summary[f'{key}_initial']:.4f}, truth {summary[f'{key}_truth']:.4f}; "
               f"lower at the truth in {100 * summary[f'{key}_truth_lower']:.0f} % of frames")  # fmt: skip
+    print(f"  joint matching at the initial pose ({len(joints)} joints, registered ones): 2D error to the true joints "
+          f"{summary['joint_px_initial']:.2f} px at the initial joints, {summary['joint_px_matched']:.2f} px at their "
+          f"matches; the match is closer for {100 * summary['joint_matched_closer']:.0f} % of joints")  # fmt: skip
     print(
         f"  frame {video.frame_ids[frame]}, whole image: IoU of the rendered opacity with the mask "
         f"{summary['full_frame_iou'][0]:.3f} at the initial pose, {summary['full_frame_iou'][1]:.3f} at the truth"
@@ -197,10 +214,13 @@ def main(exp: Experiment) -> Dict:
     (exp.output_dir / "results.json").write_text(json.dumps(summary, indent=2))
     print(f"\nNeuHMR on {subject}, camera {exp.camera}, {len(video)} frames {video.width}x{video.height}; renderer: "
           f"{description}; {summary['epochs']} epochs ({summary['steps']} steps)")  # fmt: skip
-    print(f"{'':22s} {'MPJPE (mm)':>11s} {'PVE (mm)':>9s} {'time (s)':>9s}")
+    columns = {"mpjpe_mm": "MPJPE", "pve_mm": "PVE", "mpjpe_xy_mm": "across", "mpjpe_z_mm": "depth",
+               "pelvis_aligned_mpjpe_mm": "pelvis-aligned"}  # fmt: skip
+    print("joint errors in mm (camera space); across: the image plane part, depth: |z| part")
+    print(f"{'':22s} " + " ".join(f"{title:>14s}" for title in columns.values()) + f" {'time (s)':>9s}")
     for name, errors in rows.items():
         seconds = f"{timings[name]:9.1f}" if name in timings else f"{'':9s}"
-        print(f"{name:22s} {float(errors['mpjpe_mm'].mean()):11.1f} {float(errors['pve_mm'].mean()):9.1f} {seconds}")
+        print(f"{name:22s} " + " ".join(f"{float(errors[key].mean()):14.1f}" for key in columns) + f" {seconds}")
     print("per frame MPJPE (mm), initial -> NeuHMR:")
     first, last = rows["initial"]["mpjpe_mm"], rows["NeuHMR"]["mpjpe_mm"]
     print("  " + ", ".join(f"{f}: {float(a):.0f}->{float(b):.0f}" for f, a, b in zip(video.frame_ids, first, last)))

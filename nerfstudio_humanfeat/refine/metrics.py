@@ -34,8 +34,18 @@ def pose_errors(
     body: SMPLBody, estimate: SmplSequence, truth: SmplSequence, world_to_camera: Float[Tensor, "3 4"]
 ) -> Dict[str, Float[Tensor, " T"]]:
     """Per-frame MPJPE (24 SMPL joints) and PVE (all vertices) in mm, both in the camera's coordinates (as the paper;
-    a rigid change of coordinates, so the same numbers as in world)."""
+    a rigid change of coordinates, so the same numbers as in world). Also the joint error split into its part across
+    the image (camera x, y: what 2D evidence constrains) and along the viewing axis (|z|: what a monocular video
+    hardly constrains), and MPJPE after aligning the pelvis (articulation alone)."""
     est, ref = pose_sequence(body, estimate), pose_sequence(body, truth)
-    joints = (to_camera(est.joints, world_to_camera) - to_camera(ref.joints, world_to_camera)).norm(dim=-1)
+    est_joints, ref_joints = to_camera(est.joints, world_to_camera), to_camera(ref.joints, world_to_camera)
+    offset = est_joints - ref_joints
     verts = (to_camera(est.vertices, world_to_camera) - to_camera(ref.vertices, world_to_camera)).norm(dim=-1)
-    return {"mpjpe_mm": joints.mean(-1) * 1000.0, "pve_mm": verts.mean(-1) * 1000.0}
+    aligned = offset - offset[:, :1]
+    return {
+        "mpjpe_mm": offset.norm(dim=-1).mean(-1) * 1000.0,
+        "pve_mm": verts.mean(-1) * 1000.0,
+        "mpjpe_xy_mm": offset[..., :2].norm(dim=-1).mean(-1) * 1000.0,
+        "mpjpe_z_mm": offset[..., 2].abs().mean(-1) * 1000.0,
+        "pelvis_aligned_mpjpe_mm": aligned.norm(dim=-1).mean(-1) * 1000.0,
+    }

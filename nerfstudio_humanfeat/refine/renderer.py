@@ -79,12 +79,16 @@ def point_visibility(
 
 
 class SplatRenderer:
-    """Differentiable Gaussian splatting of (a fixed subset of) the posed SMPL vertices; see the module docstring."""
+    """Differentiable Gaussian splatting of (a fixed subset of) the posed SMPL vertices; see the module docstring.
+
+    ``num_points`` None splats every vertex. A subset leaves holes in the silhouette (2000 of SMPL's 6890 vertices at
+    1 cm: soft IoU with the mask at the true pose 0.74-0.79 against 0.76-0.78 for all, patchy opacity), and the
+    geometry loss then rewards poses that cover the holes."""
 
     def __init__(
         self,
         video: MonocularVideo,
-        num_points: int = 2000,
+        num_points: Optional[int] = None,
         point_radius: float = 0.01,
         density_scale: float = 2.0,
         depth_tolerance: float = 0.05,
@@ -104,7 +108,7 @@ class SplatRenderer:
     def _choose_subset(self, num_vertices: int) -> Tensor:
         if self._subset is None or int(self._subset.max()) >= num_vertices:
             generator = torch.Generator().manual_seed(self.seed)
-            count = min(self.num_points, num_vertices)
+            count = num_vertices if self.num_points is None else min(self.num_points, num_vertices)
             self._subset = torch.randperm(num_vertices, generator=generator)[:count].sort().values
         return self._subset
 
