@@ -108,8 +108,8 @@ def diagnose(exp: Experiment, body, video, initial, truth, subject: str) -> Dict
             current, _ = video.project(neuhmr.pose(initial, [frame]).joints[0, joints])
             true_2d, _ = video.project(neuhmr.pose(truth, [frame]).joints[0, joints])
             size, cfg = (video.height, video.width), exp.refine
-            target, _ = match_joints(renderer.feature_map(frame), size, current, registered[joints],
-                                     cfg.num_candidates, cfg.sigma_px, generator)  # fmt: skip
+            target, _ = match_joints(renderer.feature_map(frame), size, current, registered[joints], cfg.num_candidates,
+                                     cfg.sigma_px, generator)  # fmt: skip
             used = valid[joints]
             before, after = (current - true_2d).norm(dim=-1)[used], (target - true_2d).norm(dim=-1)[used]
             row["joint_px_initial"], row["joint_px_matched"] = float(before.mean()), float(after.mean())

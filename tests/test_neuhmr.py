@@ -20,9 +20,10 @@ from nerfstudio_humanfeat.refine.io import (
     save_npz,
     save_params_dir,
 )
+from nerfstudio_humanfeat.refine.losses import match_joints
 from nerfstudio_humanfeat.refine.metrics import pose_errors
 from nerfstudio_humanfeat.refine.motion_field import MotionField, apply_residual, compose_axis_angle
-from nerfstudio_humanfeat.refine.refine import NeuHMR, RefineConfig
+from nerfstudio_humanfeat.refine.refine import NeuHMR, RefineConfig, without_view_axis
 from nerfstudio_humanfeat.refine.renderer import SplatRenderer
 from nerfstudio_humanfeat.refine.visibility import depth_at, joint_visibility, register_joint_features
 from nerfstudio_humanfeat.synth.body_model import axis_angle_to_matrix, build_body_model
@@ -170,6 +171,31 @@ def test_refinement_reduces_a_known_pose_offset(body: SMPLBody) -> None:
     report = result.report()
     assert len(report["frames"]) == count and report["anchors"]
     assert report["mean"]["refined"]["total"] < report["mean"]["initial"]["total"]
+
+
+def test_joint_matching_moves_towards_the_registered_feature() -> None:
+    size, target = 32, torch.tensor([16.0, 16.0])
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    bump = torch.exp(-((xs - target[0]) ** 2 + (ys - target[1]) ** 2) / (2 * 3.0**2))
+    feature_map = torch.stack([1.0 - bump, bump])  # (1 - g, g): cosine similarity to (0, 1) peaks at the target
+    registered = torch.tensor([[0.0, 1.0]])
+    current = torch.tensor([[20.0, 16.0]])
+    generator = torch.Generator().manual_seed(0)
+    matched, similarity = match_joints(feature_map, (size, size), current, registered, 128, 2.0, generator)
+    assert (matched - target).norm() < 0.5 * (current - target).norm()
+    assert float(similarity) > 0.9
+    kept, _ = match_joints(feature_map, (size, size), target[None], registered, 128, 2.0, generator)
+    assert torch.equal(kept, target[None])  # a joint already at the best match stays
+
+
+def test_held_depth_removes_only_the_optical_axis_component() -> None:
+    world_to_camera = torch.cat([axis_angle_to_matrix(torch.tensor([0.3, -1.1, 0.4])), torch.zeros(3, 1)], dim=1)
+    translation = torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.05, 0.0]])
+    held = without_view_axis(translation, world_to_camera)
+    in_camera = held @ world_to_camera[:, :3].T
+    original = translation @ world_to_camera[:, :3].T
+    assert torch.allclose(in_camera[:, 2], torch.zeros(2), atol=1e-6)
+    assert torch.allclose(in_camera[:, :2], original[:, :2], atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------- I/O

@@ -152,9 +152,7 @@ def frame_window(video: MonocularVideo, pose: BodyPose, frame: int, margin: floa
     return torch.stack([(low - margin).clamp_min(0), torch.minimum(high + margin, size)])
 
 
-def without_view_axis(
-    translation: Float[Tensor, "B 3"], world_to_camera: Float[Tensor, "3 4"]
-) -> Float[Tensor, "B 3"]:
+def without_view_axis(translation: Float[Tensor, "B 3"], world_to_camera: Float[Tensor, "3 4"]) -> Float[Tensor, "B 3"]:
     """World translations with their component along the camera's optical axis removed."""
     axis = world_to_camera[2, :3].to(translation)
     return translation - (translation @ axis)[:, None] * axis
