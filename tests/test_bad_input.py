@@ -250,6 +250,17 @@ def test_checkpoint_of_another_method(tmp_path):
         eval_setup(ghnerf.get_base_dir() / "config.yml", test_mode="test")
 
 
+def test_fewer_source_cameras_than_a_render_needs(tmp_path):
+    data = tmp_path / "data"
+    write_dataset(
+        data, [SequenceSpec(name="CoreView_377", num_frames=1), SequenceSpec(name="CoreView_313", num_frames=1)]
+    )
+    config = save_run("enerf-heatmap", data, tmp_path / "outputs")
+    config.pipeline.datamanager.dataparser.source_cameras = (0,)
+    with pytest.raises(HumanDataError, match=r"num_source_views=2 .*CoreView_313: \[0\].*num-source-views"):
+        config.pipeline.setup(device="cpu", test_mode="test")
+
+
 def _eval_setup_without_checkpoint(config):
     """The pipeline that ns-eval sets up for a config (no checkpoint loaded)."""
     return None, config.pipeline.setup(device="cpu", test_mode="test"), None, 0

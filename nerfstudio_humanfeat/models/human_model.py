@@ -161,6 +161,19 @@ def check_smpl_fits(catalog: HumanCatalog, method: str, hint: str = "") -> None:
         )
 
 
+def check_source_cameras(catalog: HumanCatalog, num_source_views: int, method: str) -> None:
+    """Raise at set-up, naming the subjects, when one has fewer source cameras than a render is conditioned on (else
+    the first evaluation fails, after training)."""
+    short = {s.name: list(s.source_cameras) for s in catalog.subjects if len(s.source_cameras) < num_source_views}
+    if short:
+        where = "; ".join(f"{name}: {cameras}" for name, cameras in short.items())
+        raise HumanDataError(
+            f"{method} renders each view from num_source_views={num_source_views} source cameras, and these subjects "
+            f"have fewer ({where}); lower --pipeline.model.num-source-views or give them more source cameras "
+            "(--pipeline.datamanager.dataparser.source-cameras)"
+        )
+
+
 class HumanFeatureModel(Model):
     """Generalizable NeRF conditioned on source views that renders colour, depth, joint heatmaps and dense pose."""
 
@@ -182,6 +195,7 @@ class HumanFeatureModel(Model):
                 "'zju-mocap' dataparser through HumanDataManager (pipeline: HumanPipelineConfig)"
             )
         self.catalog = metadata["catalog"]
+        check_source_cameras(self.catalog, self.config.num_source_views, type(self).__name__)
         if self.needs_smpl:
             check_smpl_fits(self.catalog, type(self).__name__, self.smpl_hint)
         self.renderer_rgb = RGBRenderer(background_color=colors.BLACK)
