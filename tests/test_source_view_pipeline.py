@@ -16,7 +16,9 @@ from nerfstudio_humanfeat.camera_utils import (
     opengl_c2w_from_opencv_w2c,
 )
 from nerfstudio_humanfeat.data.catalog import select_nearest_views
-from nerfstudio_humanfeat.data.ray_sampling import sample_patches, sample_view_pixels
+from nerfstudio_humanfeat.data.datamanagers.human_datamanager import HumanDataManagerConfig
+from nerfstudio_humanfeat.data.ray_sampling import sample_patches, sample_pixels_near_joints, sample_view_pixels
+from nerfstudio_humanfeat.keypoints import keypoint_valid
 from nerfstudio_humanfeat.pipelines.human_pipeline import metric_std, scalar_summary
 
 
@@ -48,6 +50,33 @@ def test_view_pixels_stay_in_the_box_mask_and_respect_the_foreground_share():
     assert box[yx[:, 0], yx[:, 1]].all()
     on_body = foreground[yx[:, 0], yx[:, 1]].float().mean().item()
     assert 0.75 <= on_body <= 0.85  # 75% drawn on the body plus the body's share of the uniform remainder
+
+
+def test_joint_pixels_cluster_around_every_joint_and_stay_in_the_image():
+    joints = torch.tensor([[10.0, 20.0], [45.0, 5.0], [0.5, 39.5]])  # (x, y); the last at the image's corner
+    yx = sample_pixels_near_joints(joints, 3000, 2.0, 40, 50, torch.Generator().manual_seed(0))
+    assert yx.shape == (3000, 2) and yx.dtype == torch.long
+    assert yx[:, 0].min() >= 0 and yx[:, 0].max() < 40 and yx[:, 1].min() >= 0 and yx[:, 1].max() < 50
+    centres = yx.flip(-1).float() + 0.5
+    nearest = torch.cdist(centres, joints).min(dim=1)
+    assert (nearest.values < 4 * 2.0 + 1).float().mean() > 0.99
+    shares = torch.bincount(nearest.indices, minlength=3).float() / 3000
+    assert (shares - 1 / 3).abs().max() < 0.05  # joints drawn uniformly
+    assert sample_pixels_near_joints(joints[:0], 10, 2.0, 40, 50).shape == (0, 2)
+
+
+def test_joint_rays_share_of_a_training_batch(tiny_dataset):
+    """joint_ray_ratio of a step's rays lie near the target view's visible joints; the others as before."""
+    config = HumanDataManagerConfig(data=tiny_dataset, train_num_rays_per_batch=400, joint_ray_ratio=0.5)
+    config.prefetch, config.heatmap_sigma = False, 0.5  # a spread of 1 px: the 96 px person is all near some joint
+    manager = config.setup(device="cpu")
+    manager.setup_train()
+    ray_bundle, batch = manager.ray_batch(manager.train_dataset, manager.train_indices[0], 400, [0])
+    joints = batch["keypoints2d"][keypoint_valid(batch["keypoints2d"]), :2]
+    distance = torch.cdist(ray_bundle.metadata["pixels"], joints).min(dim=1).values
+    spread = 2 * config.heatmap_sigma
+    assert (distance[:200] < 4 * spread).all()
+    assert distance[:200].mean() < 0.5 * distance[200:].mean()  # the other rays reach the rest of the box
 
 
 def test_patches_are_contiguous_squares_inside_the_image():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 
@@ -40,6 +40,26 @@ def sample_view_pixels(
     if num - num_fg > 0:
         parts.append(sample_pixels_in_mask(box_mask, num - num_fg, generator))
     return torch.cat(parts, dim=0)
+
+
+def sample_pixels_near_joints(
+    keypoints: Float[Tensor, "J 2"],
+    num: int,
+    spread: float,
+    height: int,
+    width: int,
+    generator: Optional[torch.Generator] = None,
+) -> Int[Tensor, "num 2"]:
+    """`num` pixel indices (y, x) at Gaussian offsets (std `spread` pixels) from joints drawn uniformly among
+    `keypoints` (x, y), clamped to the image; none when there are no joints."""
+    if num <= 0 or keypoints.shape[0] == 0:
+        return torch.zeros(0, 2, dtype=torch.long)
+    picks = torch.randint(0, keypoints.shape[0], (num,), generator=generator)
+    offsets = torch.randn(num, 2, generator=generator) * spread
+    xy = (keypoints[picks].float() + offsets).floor().long()
+    x = xy[:, 0].clamp(0, width - 1)
+    y = xy[:, 1].clamp(0, height - 1)
+    return torch.stack([y, x], dim=-1)
 
 
 def sample_patches(
