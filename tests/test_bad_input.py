@@ -141,6 +141,7 @@ def test_mask_without_a_person_warns(good, capsys):
         ('["CoreView_377"]', "expected a JSON object with train_subjects and test_subjects"),
         ('{"train_subjects": "CoreView_377"}', "'train_subjects' must be a list, found str"),
         ('{"train_subjects": ["CoreView_377"], "frames": [0, 10]}', "'frames' must be an object with start"),
+        ('{"train_subjects": ["CoreView_377"], "mask_dilation": -1}', "'mask_dilation' must be a whole number"),
     ],
 )
 def test_bad_splits_json(good, text, expected):

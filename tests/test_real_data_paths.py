@@ -4,6 +4,7 @@ ray batches, render-only FPS, rendering only the rays that hit the box, opacity 
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 from nerfstudio.cameras.rays import Frustums, RaySamples
 from nerfstudio.plugins.registry import discover_methods
 
+from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import ZJUMocapDataParserConfig, background_options
 from nerfstudio_humanfeat.data.zju_io import mask_background
 from nerfstudio_humanfeat.model_components.outputs import LazyOutputs
 from nerfstudio_humanfeat.model_components.ray_samplers import ray_aabb_near_far, sample_weights
@@ -68,7 +70,7 @@ def test_mask_background_zeroes_beyond_the_dilated_mask():
 def test_bright_background_is_zero_in_targets_sources_and_eval_ground_truth(bright_dataset: Path, background: str):
     pipeline = setup_pipeline("enerf-heatmap", bright_dataset, background=background)
     manager, catalog = pipeline.datamanager, pipeline.datamanager.catalog
-    dilation = manager.config.dataparser.background_mask_dilation
+    dilation = background_options(manager.config.dataparser).mask_dilation
     frame_key, camera = manager.eval_dataset.views[0]
     view = catalog.load_view(frame_key, camera)
     outside = far_from_mask(view.mask, dilation)
@@ -84,6 +86,27 @@ def test_bright_background_is_zero_in_targets_sources_and_eval_ground_truth(brig
             assert pixels.mean() > 0.8  # the painted background, 230/255
     inside = view.mask & ~torch.from_numpy(cv2.dilate((~view.mask).numpy().astype(np.uint8), np.ones((3, 3))) > 0)
     assert view.image[inside].mean() > 0.05  # the person is kept
+
+
+@pytest.mark.parametrize("in_splits,in_config,expected", [(None, None, 5), (0, None, 0), (0, 3, 3), (2, None, 2)])
+def test_mask_dilation_comes_from_the_config_else_splits_json_else_enerf(tmp_path, in_splits, in_config, expected):
+    splits = {"train_subjects": ["a"], "test_subjects": []} | (
+        {} if in_splits is None else {"mask_dilation": in_splits}
+    )
+    (tmp_path / "splits.json").write_text(json.dumps(splits))
+    config = ZJUMocapDataParserConfig(data=tmp_path, background_mask_dilation=in_config)
+    assert background_options(config).mask_dilation == expected
+
+
+def test_synthetic_views_hold_no_background_ring(bright_dataset: Path):
+    """The generator's masks are exact (splits.json: mask_dilation 0): no dome pixel is kept around the person."""
+    pipeline = setup_pipeline("enerf-heatmap", bright_dataset)
+    catalog = pipeline.datamanager.catalog
+    frame_key, camera = pipeline.datamanager.eval_dataset.views[0]
+    view = catalog.load_view(frame_key, camera)
+    assert view.image[~view.mask].abs().max() == 0
+    ring = ~view.mask & ~far_from_mask(view.mask, 5)
+    assert ring.sum() > 0  # what ENeRF's 5 px would have kept
 
 
 METHODS = (

@@ -84,6 +84,7 @@ def test_layout_and_splits(tiny_dataset: Path) -> None:
     assert splits["source_cameras"] == [0, 2, 4, 6]
     assert splits["target_cameras"] == [1, 3, 5, 7]
     assert splits["frames"] == {"start": 0, "end": None, "stride": 1}
+    assert splits["mask_dilation"] == 0  # exact masks: a dilated one would keep background around the person
     for name in SUBJECTS:
         seq = tiny_dataset / name
         annots = load_annots(seq)

@@ -25,9 +25,10 @@ from nerfstudio_humanfeat.data.dataparsers.zju_mocap_dataparser import (
     PaperSplit,
     ZJUMocap,
     ZJUMocapDataParserConfig,
+    background_options,
     resolve_split,
 )
-from nerfstudio_humanfeat.data.zju_io import BackgroundOptions, ReadOptions, load_view, select_frames
+from nerfstudio_humanfeat.data.zju_io import ReadOptions, load_view, select_frames
 
 SHERF_FRAME_END = 20
 SHERF_FRAME_STRIDE = 2
@@ -120,9 +121,7 @@ class RenderPeople(ZJUMocap):
         )
         return HumanCatalog(
             records,
-            view_loader=partial(
-                load_view, background=BackgroundOptions(config.background, config.background_mask_dilation)
-            ),
+            view_loader=partial(load_view, background=background_options(config)),
             cache_bytes=int(config.cache_gb * 1024**3),
             bbox_padding=config.bbox_padding,
             smpl_model=config.smpl_model,

@@ -46,6 +46,8 @@ GHNERF_TRAIN: Tuple[str, ...] = (
 GHNERF_TEST: Tuple[str, ...] = ("CoreView_313", "CoreView_386")
 GHNERF_FRAME_END = 600
 SPLITS_FILE = "splits.json"
+DEFAULT_MASK_DILATION = 5
+"""Pixels by which a mask is dilated before the background is zeroed when nothing says otherwise (ENeRF's)."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,9 @@ class ZJUMocapDataParserConfig(DataParserConfig):
     background: Literal["black", "keep"] = "black"
     """Image pixels outside the dilated foreground mask: 'black' (zeroed in targets and sources, as the ZJU-MoCap
     loaders of ENeRF, Neural Body and KeypointNeRF do) or 'keep' (the capture as is)."""
-    background_mask_dilation: int = 5
-    """Pixels the mask is dilated by before the background is zeroed (ENeRF: 5; Neural Body, KeypointNeRF: 0)."""
+    background_mask_dilation: Optional[int] = None
+    """Pixels the mask is dilated by before the background is zeroed (ENeRF: 5; Neural Body, KeypointNeRF: 0); None:
+    splits.json's ``mask_dilation`` (the synthetic generator writes 0: its masks are exact), else 5."""
     bbox_padding: float = 0.05
     """Metres added around each frame's SMPL vertices for its box (Neural Body, KeypointNeRF: 0.05)."""
     train_targets: Literal["target", "all"] = "target"
@@ -190,6 +193,9 @@ def read_splits_json(path: Path) -> Dict:
     frames = data.get("frames") or {}
     if not isinstance(frames, dict):
         raise HumanDataError(f"{path}: 'frames' must be an object with start, end, stride")
+    dilation = data.get("mask_dilation", 0)
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 0:
+        raise HumanDataError(f"{path}: 'mask_dilation' must be a whole number of pixels >= 0, found {dilation!r}")
     return data
 
 
@@ -452,12 +458,22 @@ class ZJUMocap(DataParser):
         return human_dataparser_outputs(self.catalog, self.config, split)
 
 
+def background_options(config: ZJUMocapDataParserConfig) -> BackgroundOptions:
+    """The config's background handling, its mask dilation resolved (config, else splits.json, else ENeRF's)."""
+    dilation = config.background_mask_dilation
+    if dilation is None:
+        path = Path(config.data) / SPLITS_FILE
+        dilation = (read_splits_json(path) if path.is_file() else {}).get("mask_dilation", DEFAULT_MASK_DILATION)
+    return BackgroundOptions(config.background, int(dilation))
+
+
 def view_reader(config: ZJUMocapDataParserConfig) -> ViewLoader:
     """Decodes one view as the config says (background, dilation), through ``view_copies`` when set."""
-    reader = partial(load_view, background=BackgroundOptions(config.background, config.background_mask_dilation))
+    background = background_options(config)
+    reader = partial(load_view, background=background)
     if config.view_copies is None:
         return reader
-    settings = f"{config.background}-d{config.background_mask_dilation}-{config.mask_mode}"
+    settings = f"{background.background}-d{background.mask_dilation}-{config.mask_mode}"
     return DiskViewCache(Path(config.view_copies), reader, settings)
 
 
