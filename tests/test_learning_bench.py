@@ -56,3 +56,15 @@ def test_report_tables_hold_the_figures_of_the_curves():
     assert "| GHNeRF+ResNet34 | 200 | 0.9 | 30.50 | 200 |" in report
     assert "| GHNeRF+ResNet34 | 1.9 | 200 | 25.25 | 0.875 | 0.500 | – | – |" in report
     assert "(paper)" in report and "ZJU-MoCap real captures" in report
+    assert "per held-out subject" not in report  # no subject keys, no table
+
+
+def test_report_lists_each_held_out_subject_at_the_last_checkpoint():
+    bench = LearningBench(methods=("ghnerf", "enerf-heatmap"))
+    first = {"subject/synth_004/pck": 0.1, "subject/synth_004/psnr": 20.0}
+    last = {"subject/synth_004/pck": 0.6, "subject/synth_004/psnr": 27.5, "subject/synth_005/pck": 0.2}
+    runs = {"ghnerf": [(100, 1.0, first), (200, 2.0, last)], "enerf-heatmap": [(200, 2.0, {"psnr": 24.0})]}
+    report = bench.report({"generalise-demo": runs}, seconds=60.0)
+    assert "| Method | synth_004 | synth_005 |" in report
+    assert "| GHNeRF+ResNet34 | 0.600 / 27.50 | 0.200 / – |" in report
+    assert "| ENeRF+Heatmap | – / – | – / – |" in report

@@ -226,7 +226,7 @@ class LearningBench:
                 cells = [LABELS.get(method, method), f"{minutes:.1f}", str(step)]
                 cells += [format_value(metrics.get(key), spec) for key, _, spec in METRICS]
                 lines.append("| " + " | ".join(cells) + " |")
-            lines.append("")
+            lines += ["", *per_subject_table(runs)]
         lines += [
             "For reference only, GHNeRF's paper, Table 1: ZJU-MoCap (real captures), unseen subjects, 512x512, "
             "~200k steps on a GPU, ImageNet/DINO-pretrained encoders:",
@@ -235,6 +235,31 @@ class LearningBench:
             "",
         ]
         return "\n".join(lines)
+
+
+def per_subject_table(runs: Dict[str, List[Point]]) -> List[str]:
+    """PCK@0.2 and PSNR of each held-out subject at each method's last checkpoint (ns-eval's ``subject/*`` keys):
+    the average is over a few subjects, and they can differ more than the methods do. Empty without those keys."""
+    finals = {method: curve[-1][2] for method, curve in runs.items() if curve}
+    subjects = sorted(
+        {key.split("/")[1] for metrics in finals.values() for key in metrics if key.startswith("subject/")}
+    )
+    if not subjects:
+        return []
+    lines = [
+        "PCK@0.2 / PSNR per held-out subject, last checkpoint:",
+        "",
+        "| Method | " + " | ".join(subjects) + " |",
+        "| --- | " + " | ".join("---:" for _ in subjects) + " |",
+    ]
+    for method, metrics in finals.items():
+        cells = [
+            f"{format_value(metrics.get(f'subject/{name}/pck'), '.3f')} / "
+            f"{format_value(metrics.get(f'subject/{name}/psnr'), '.2f')}"
+            for name in subjects
+        ]
+        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def plot_learning_curves(results: Dict[str, Dict[str, List[Point]]], path: Path) -> None:
