@@ -106,3 +106,34 @@ def test_ghnerf_fits_a_training_view(tiny_dataset: Path):
         optimizer.step()
         losses.append(float(loss_dict["rgb_loss"]))
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+
+
+def test_eval_batchnorm_batch_renders_with_each_batchs_statistics_and_keeps_the_running_ones(tiny_dataset: Path):
+    pipeline = build_pipeline("enerf-heatmap", tiny_dataset)
+    model = pipeline.model
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms  # the FPN and the cost volumes' U-Nets
+    for norm in norms:  # running statistics far from any batch's, as after a short training
+        norm.running_mean.fill_(3.0)
+        norm.running_var.fill_(0.01)
+    saved = [norm.running_mean.clone() for norm in norms]
+    camera, _ = next(iter(pipeline.datamanager.fixed_indices_eval_dataloader))
+
+    model.eval()
+    running = model.get_outputs_for_camera(camera)["rgb"]
+    model.config.eval_batchnorm = "batch"
+    model.eval()
+    assert all(norm.training and not norm.track_running_stats for norm in norms) and not model.training
+    batch = model.get_outputs_for_camera(camera)["rgb"]
+    assert all(torch.equal(norm.running_mean, before) for norm, before in zip(norms, saved))
+    assert (batch - running).abs().max() > 1e-3  # the statistics differ, so the renders do
+
+    model.train()
+    assert all(norm.training and norm.track_running_stats for norm in norms)
+    model.config.eval_batchnorm = "running"
+    model.eval()
+    assert not any(norm.training for norm in norms)
+    for norm in norms:  # batch statistics by hand: training-mode layers that do not update their statistics
+        norm.train()
+        norm.momentum = 0.0
+    assert torch.allclose(model.get_outputs_for_camera(camera)["rgb"], batch, atol=1e-5)
