@@ -122,6 +122,11 @@ def checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "--pipeline.datamanager.train-num-rays-per-batch", "128",
         "--pipeline.datamanager.eval-num-rays-per-batch", "128",
         "--pipeline.datamanager.dataparser.eval-max-views", "2",
+        # The split-screen check compares the rgb half before and after the split. With the CPU variant's batch
+        # statistics it changed on 1.1 % of pixels (by at most 30/255) in CI: each render is normalised by its own
+        # batch, which a different render of the view need not repeat exactly. The viewer's controls are tested here;
+        # the normalisation is tested in test_normalization.py and test_models.py.
+        "--pipeline.model.eval-batchnorm", "running",
     ]  # fmt: skip
     run = ["--output-dir", str(work / "outputs"), "--experiment-name", "view", "--timestamp", "run"]
     args = ["ghnerf", "--data", str(tiny_dataset), *run, "--max-num-iterations", "3",
