@@ -4,6 +4,8 @@
 set -euo pipefail
 method=${1:-ghnerf}; data=${2:-data/synth-demo}; out=${3:-outputs/demo}; steps=${4:-800}
 bin=.venv/bin
+# torch on the CPU: huge pages, freed memory kept (nerfstudio_humanfeat/engine/cpu_allocator.py)
+eval "$($bin/python -m nerfstudio_humanfeat.engine.cpu_allocator)"
 start=$(date +%s)
 $bin/ns-train "$method-cpu" --data "$data" --output-dir "$out" --experiment-name demo --timestamp run \
     --max-num-iterations "$steps" --vis tensorboard --viewer.quit-on-train-completion True \

@@ -31,6 +31,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
+from nerfstudio_humanfeat.engine.cpu_allocator import allocator_environment
 from nerfstudio_humanfeat.pose_baseline import BASELINE_KEYS, BASELINE_LABEL
 from nerfstudio_humanfeat.synth.generator import PresetName, generate, make_spec
 
@@ -317,7 +318,7 @@ class Bench:
         CONSOLE.print(f"[bold]bench[/bold]: training {method} (log: {logs / f'{method}.log'})")
         start = time.time()
         with (logs / f"{method}.log").open("w") as log:
-            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=allocator_environment())
         seconds = time.time() - start
         if result.returncode != 0:
             raise SystemExit(f"training {method} failed (exit {result.returncode}); see {logs / f'{method}.log'}")

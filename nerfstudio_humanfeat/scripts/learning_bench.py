@@ -32,6 +32,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from nerfstudio_humanfeat.configs.cli import with_dataparser
 from nerfstudio_humanfeat.configs.cpu import cpu_overrides
+from nerfstudio_humanfeat.engine.cpu_allocator import allocator_environment
 from nerfstudio_humanfeat.scripts.bench import LABELS, evaluate_checkpoints, format_value, paper_table, write_csv
 from nerfstudio_humanfeat.synth.generator import PresetName, generate, make_spec
 
@@ -151,7 +152,9 @@ class LearningBench:
         shutil.rmtree(self.run_dir(experiment.name, method), ignore_errors=True)
         CONSOLE.print(f"[bold]learning[/bold]: {experiment.name} {method}, {experiment.minutes:g} min (log: {log})")
         with log.open("w") as handle:
-            result = subprocess.run(command + args, stdout=handle, stderr=subprocess.STDOUT)
+            result = subprocess.run(
+                command + args, stdout=handle, stderr=subprocess.STDOUT, env=allocator_environment()
+            )
         if result.returncode != 0:
             raise SystemExit(f"{experiment.name} {method} failed (exit {result.returncode}); see {log}")
         return self.run_dir(experiment.name, method) / "config.yml"
