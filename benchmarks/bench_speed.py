@@ -11,13 +11,17 @@ training uses `--train-rays` rays per step. Results go to stdout (a Markdown tab
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import time
 from pathlib import Path
 from typing import Dict, List
+
+from nerfstudio_humanfeat.engine.cpu_allocator import ENVIRONMENT, allocator_environment
 
 DEFAULT_METHODS = ["ghnerf", "ghnerf-dino", "enerf-heatmap", "hfnerf"]
 
@@ -33,11 +37,23 @@ def make_data(root: Path, resolution: int) -> Path:
 
 
 def measure(
-    method: str, data: Path, device: str, train_steps: int, render_repeats: int, train_rays: int, overrides: Dict
+    method: str,
+    data: Path,
+    device: str,
+    train_steps: int,
+    render_repeats: int,
+    train_rays: int,
+    overrides: Dict,
+    allocator: str,
 ) -> Dict:
     """Runs in a child process: builds the pipeline, times training steps and full-frame renders."""
     import torch
     from nerfstudio.plugins.registry import discover_methods
+
+    from nerfstudio_humanfeat.engine.cpu_allocator import keep_freed_memory
+
+    if allocator == "tuned" and device == "cpu":
+        keep_freed_memory()  # as ns-train does on the CPU; the child's environment brings the huge pages
 
     specs, _ = discover_methods()
     config = specs[method]
@@ -112,6 +128,14 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--train-rays", type=int, default=1024)
     parser.add_argument("--render-repeats", type=int, default=2)
+    parser.add_argument(
+        "--allocators",
+        nargs="+",
+        default=["tuned"],
+        choices=["default", "tuned"],
+        help="CPU memory allocator of each run: glibc's and torch's defaults, or the settings of "
+        "nerfstudio_humanfeat/engine/cpu_allocator.py (what ns-train, make demo and the benchmarks use)",
+    )
     parser.add_argument("--data-root", type=Path, default=Path("data"))
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/speed.json"))
     parser.add_argument(
@@ -125,39 +149,44 @@ def main() -> None:
 
     context = mp.get_context("spawn")
     results = []
+    user_env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
     for resolution in args.resolutions:
         data = make_data(args.data_root, resolution)
-        for method in args.methods:
+        for method, allocator in itertools.product(args.methods, args.allocators):
             queue = context.Queue()
             overrides = dict(o.split(":", 1)[1].split("=", 1) for o in args.override if o.split(":", 1)[0] == method)
             run_args = (method, data, args.device, args.train_steps, args.render_repeats, args.train_rays, overrides)
-            process = context.Process(target=_child, args=(queue, *run_args))
+            os.environ.clear()  # a spawned child starts with this environment
+            os.environ.update(allocator_environment(user_env) if allocator == "tuned" else user_env)
+            process = context.Process(target=_child, args=(queue, *run_args, allocator))
             process.start()
             result = queue.get()
             process.join()
             result.setdefault("resolution", resolution)
+            result["allocator"] = allocator
             results.append(result)
             print(json.dumps(result), flush=True)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=1))
     print(
-        "\n| method (overrides) | res | device | frame (s) | FPS | train steps/s "
+        "\n| method (overrides) | res | device | allocator | frame (s) | FPS | train steps/s "
         f"({args.train_rays} rays) | peak RSS MB | peak GPU MB |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         if "error" in r:
-            print(f"| {r['method']} | {r['resolution']} | {args.device} | error: {r['error']} |||||")
+            print(f"| {r['method']} | {r['resolution']} | {args.device} | {r['allocator']} | error: {r['error']} |||||")
             continue
         gpu = f"{r['peak_gpu_mb']:.0f}" if r["peak_gpu_mb"] is not None else "-"
         name = r["method"] + "".join(f" {k}={v}" for k, v in r["overrides"].items())
         print(
-            f"| {name} | {r['resolution']} | {r['device']} | {r['frame_s']:.2f} | {r['fps']:.3f} | "
+            f"| {name} | {r['resolution']} | {r['device']} | {r['allocator']} | {r['frame_s']:.2f} | {r['fps']:.3f} | "
             f"{r['train_steps_per_s']:.2f} | {r['peak_rss_mb']:.0f} | {gpu} |"
         )
     for resolution in args.resolutions:
-        times = {r["method"]: r["frame_s"] for r in results if r["resolution"] == resolution and "frame_s" in r}
+        rows = [r for r in results if r["resolution"] == resolution and r["allocator"] == args.allocators[-1]]
+        times = {r["method"]: r["frame_s"] for r in rows if "frame_s" in r}
         for slow, fast in (("hfnerf", "ghnerf"), ("ghnerf", "enerf-heatmap")):
             if slow in times and fast in times:
                 print(f"{resolution} px: {slow} / {fast} frame-time ratio = {times[slow] / times[fast]:.2f}")
