@@ -2,7 +2,7 @@
 # Trains a method briefly on the CPU, evaluates it on the held-out subjects and renders a novel-view video.
 # Usage: scripts/demo.sh METHOD DATA_DIR OUTPUT_DIR STEPS
 set -euo pipefail
-method=${1:-ghnerf}; data=${2:-data/synth-demo}; out=${3:-outputs/demo}; steps=${4:-800}
+method=${1:-ghnerf}; data=${2:-data/synth-demo}; out=${3:-outputs/demo}; steps=${4:-1000}
 bin=.venv/bin
 # torch on the CPU: huge pages, freed memory kept (nerfstudio_humanfeat/engine/cpu_allocator.py)
 eval "$($bin/python -m nerfstudio_humanfeat.engine.cpu_allocator)"
